@@ -1,0 +1,193 @@
+"""PSNR, SSIM, MS-SSIM and LPIPS with the conventions of the official calibration values.
+
+Conventions (they reproduce ``shared/calibration/official_values.csv``, i.e.
+IQA-PyTorch's defaults, within 0.005 for every metric and pair):
+
+* Inputs are 8-bit images (restored outputs are rounded to 8 bits before
+  scoring, exactly as stored); no border is cropped.
+* PSNR: on RGB, data range 255, mean squared error over all pixels and channels.
+* SSIM: on the luma channel Y = 0.299 R + 0.587 G + 0.114 B (0-255 scale, not
+  rounded), Gaussian window 11×11 σ=1.5, K1=0.01, K2=0.03, valid filtering, no
+  downsampling; ``pytorch_msssim.ssim`` in float64.
+* MS-SSIM: the same luma and window, 5 scales with the standard weights,
+  ``pytorch_msssim.ms_ssim``. It needs both sides > 160 px; smaller images get
+  ``NaN`` (recorded as missing, with one warning) rather than a different
+  definition under the same name.
+* LPIPS: the ``lpips`` package, AlexNet backbone, linear layers v0.1, inputs
+  scaled to [-1, 1]. The backbone comes from ``$BENCH_LPIPS_ALEXNET`` (a
+  ``features.*`` state dict, loaded with ``weights_only=True``), else from the
+  torch hub download; with neither, LPIPS is ``NaN`` with one warning.
+
+Example:
+    >>> import torch
+    >>> x = torch.rand(1, 3, 32, 32)
+    >>> psnr(x, x.clamp(0, 0.99)) > 30
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+Tensor = torch.Tensor
+METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False}
+LPIPS_ENV = "BENCH_LPIPS_ALEXNET"
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+MS_SSIM_MIN_SIDE = 161
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _check(ref: Tensor, dist: Tensor) -> None:
+    if ref.shape != dist.shape:
+        raise ValueError(f"reference {tuple(ref.shape)} and distorted {tuple(dist.shape)} differ in shape")
+
+
+def psnr(ref: Tensor, dist: Tensor) -> float:
+    """PSNR in dB of [0, 1] RGB tensors (data range 1, i.e. 255 on 8 bits)."""
+    _check(ref, dist)
+    mse = torch.mean((ref.double() - dist.double()) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def luma(x: Tensor) -> Tensor:
+    """Y = 0.299 R + 0.587 G + 0.114 B on the 0-255 scale, float64, ``(N, 1, H, W)``."""
+    w = torch.tensor(_LUMA, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    return (x.double() * 255.0 * w).sum(1, keepdim=True)
+
+
+def ssim(ref: Tensor, dist: Tensor) -> float:
+    """SSIM on luma (see module conventions)."""
+    from pytorch_msssim import ssim as _ssim
+
+    _check(ref, dist)
+    return float(_ssim(luma(ref), luma(dist), data_range=255.0, size_average=True))
+
+
+def ms_ssim(ref: Tensor, dist: Tensor) -> float:
+    """MS-SSIM on luma; ``NaN`` for images with a side under 161 px."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    _check(ref, dist)
+    if min(ref.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        _warn_once(
+            "ms_ssim-small",
+            f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE} px per side (5 scales, 11-px window); "
+            "smaller images get no MS-SSIM (reported as missing).",
+        )
+        return math.nan
+    return float(_ms_ssim(luma(ref), luma(dist), data_range=255.0, size_average=True))
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, stacklevel=3)
+
+
+def _alexnet_state() -> dict[str, Tensor] | None:
+    path = os.environ.get(LPIPS_ENV)
+    if path:
+        if not Path(path).is_file():
+            _warn_once("lpips-env", f"{LPIPS_ENV}={path} is not a file; LPIPS is recorded as missing.")
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        try:
+            state = torch.hub.load_state_dict_from_url(ALEXNET_URL, map_location="cpu", progress=False, weights_only=True)
+        except Exception as err:  # offline, proxy, corrupt cache: never crash a run over LPIPS
+            _warn_once(
+                "lpips-download",
+                f"LPIPS disabled: the AlexNet backbone could not be downloaded ({type(err).__name__}). "
+                f"Set {LPIPS_ENV} to a local AlexNet features state dict "
+                "(e.g. ../shared/weights/alexnet_features.pth). LPIPS is recorded as missing.",
+            )
+            return None
+    features = {k: v for k, v in state.items() if k.startswith("features.")}
+    if not features:
+        _warn_once("lpips-keys", f"{path or ALEXNET_URL} has no 'features.*' keys; LPIPS is recorded as missing.")
+        return None
+    return features
+
+
+class LpipsMetric:
+    """LPIPS (AlexNet, v0.1) loaded once; ``available`` is False when weights are missing.
+
+    Example:
+        >>> m = LpipsMetric()
+        >>> import torch; x = torch.rand(1, 3, 64, 64)
+        >>> v = m(x, x)
+        >>> math.isnan(v) or v < 1e-6
+        True
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self._model = None
+        self._tried = False
+
+    def _load(self) -> None:
+        self._tried = True
+        state = _alexnet_state()
+        if state is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import lpips
+
+            model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        mapped = {}
+        for key, value in state.items():
+            _, index, param = key.split(".")
+            for s in range(1, 6):
+                if index in getattr(model.net, f"slice{s}")._modules:
+                    mapped[f"slice{s}.{index}.{param}"] = value
+        model.net.load_state_dict(mapped, strict=True)
+        self._model = model.eval().to(self.device)
+
+    @property
+    def available(self) -> bool:
+        if not self._tried:
+            self._load()
+        return self._model is not None
+
+    def __call__(self, ref: Tensor, dist: Tensor) -> float:
+        _check(ref, dist)
+        if not self.available:
+            return math.nan
+        with torch.no_grad():
+            value = self._model(dist.float().to(self.device) * 2 - 1, ref.float().to(self.device) * 2 - 1)
+        return float(value.item())
+
+
+class MetricSuite:
+    """All four metrics of one image pair; LPIPS is loaded lazily once.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(1, 3, 32, 32)
+        >>> sorted(MetricSuite(lpips=False)(x, x))
+        ['lpips', 'ms_ssim', 'psnr', 'ssim']
+    """
+
+    def __init__(self, lpips: bool = True, device: str | torch.device = "cpu"):
+        self.lpips = LpipsMetric(device) if lpips else None
+
+    def __call__(self, ref: Tensor, dist: Tensor) -> dict[str, float]:
+        return {
+            "psnr": psnr(ref, dist),
+            "ssim": ssim(ref, dist),
+            "ms_ssim": ms_ssim(ref, dist),
+            "lpips": self.lpips(ref, dist) if self.lpips is not None else math.nan,
+        }

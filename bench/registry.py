@@ -1,0 +1,125 @@
+"""Registries of methods, degradations and trainers, with entry-point plugins.
+
+A plugin is one file: a class decorated with ``@register_method("name")`` or
+``@register_degradation("name")`` whose ``Params`` is a dataclass with defaults.
+Built-in plugins live in the ``methods`` and ``degradations`` packages; third
+parties expose modules under the entry-point groups
+``restoration_bench.methods`` and ``restoration_bench.degradations``.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> from bench.api import Method
+    >>> @register_method("example-copy")
+    ... class Copy(Method):
+    ...     '''Returns the observation.'''
+    ...     @dataclass
+    ...     class Params:
+    ...         pass
+    ...     def restore(self, obs, ctx):
+    ...         return obs.y
+    >>> get_method_class("example-copy") is Copy
+    True
+    >>> unregister("method", "example-copy")
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib.metadata import entry_points
+from typing import Any, Callable, TypeVar
+
+from bench.errors import UnknownNameError
+from bench.params import suggest
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=type)
+
+_REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "degradation": {}, "trainer": {}}
+_BUILTIN_PACKAGES = {"method": "methods", "degradation": "degradations"}
+ENTRY_POINT_GROUPS = {
+    "method": "restoration_bench.methods",
+    "degradation": "restoration_bench.degradations",
+}
+_loaded: set[str] = set()
+
+
+def _register(kind: str, name: str) -> Callable[[T], T]:
+    def decorator(cls: T) -> T:
+        registry = _REGISTRIES[kind]
+        if name in registry and registry[name] is not cls:
+            existing = registry[name]
+            if (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(f"{kind} '{name}' is registered twice ({existing} and {cls})")
+        cls.name = name
+        registry[name] = cls
+        return cls
+
+    return decorator
+
+
+def register_method(name: str) -> Callable[[T], T]:
+    """Class decorator registering a :class:`bench.api.Method` under ``name``."""
+    return _register("method", name)
+
+
+def register_degradation(name: str) -> Callable[[T], T]:
+    """Class decorator registering a :class:`bench.api.Degradation` under ``name``."""
+    return _register("degradation", name)
+
+
+def register_trainer(name: str) -> Callable[[T], T]:
+    """Register a click command as ``bench train NAME`` (e.g. to train a prior)."""
+    return _register("trainer", name)
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove a registration (for tests)."""
+    _REGISTRIES[kind].pop(name, None)
+
+
+def load_plugins(kind: str) -> None:
+    """Import the built-in package and the entry points of ``kind`` once."""
+    if kind in _loaded:
+        return
+    _loaded.add(kind)
+    package = _BUILTIN_PACKAGES.get(kind)
+    if kind == "trainer":
+        for pkg in _BUILTIN_PACKAGES.values():
+            importlib.import_module(pkg)
+    elif package:
+        importlib.import_module(package)
+    group = ENTRY_POINT_GROUPS.get(kind)
+    if group:
+        for ep in entry_points(group=group):
+            try:
+                ep.load()
+            except Exception as err:  # a broken third-party plugin must not break the tool
+                log.warning("could not load %s plugin '%s': %s", kind, ep.name, err)
+
+
+def available(kind: str) -> dict[str, type]:
+    """All registered plugins of ``kind`` (``method``, ``degradation``, ``trainer``)."""
+    load_plugins(kind)
+    return dict(sorted(_REGISTRIES[kind].items()))
+
+
+def lookup(kind: str, name: str) -> Any:
+    """The class registered as ``name``; unknown names suggest the closest one."""
+    registry = available(kind)
+    if name not in registry:
+        choices = list(registry)
+        raise UnknownNameError(
+            f"unknown {kind} '{name}'.{suggest(name, choices)} "
+            f"Available: {', '.join(choices)} (see `bench list`)."
+        )
+    return registry[name]
+
+
+def get_method_class(name: str) -> Any:
+    return lookup("method", name)
+
+
+def get_degradation_class(name: str) -> Any:
+    return lookup("degradation", name)

@@ -1,0 +1,51 @@
+"""Inpainting of randomly missing pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.api import Degradation, Operator, Tensor
+from bench.registry import register_degradation
+
+
+@register_degradation("inpaint")
+class Inpaint(Degradation):
+    """A seeded random pixel mask removes a fraction of pixels (all channels); A(x) = mask·x.
+
+    Missing pixels are 0 in the observation; the mask is part of the operator.
+
+    Example:
+        >>> import torch
+        >>> obs = Inpaint().degrade(torch.ones(1, 3, 32, 32), torch.Generator().manual_seed(0))
+        >>> 0.4 < float(obs.operator.mask.mean()) < 0.6
+        True
+    """
+
+    @dataclass
+    class Params:
+        missing: float = 0.5
+        sigma: float = 0.0
+
+        def __post_init__(self) -> None:
+            if not 0.0 <= self.missing < 1.0:
+                raise ValueError(f"missing={self.missing} must be in [0, 1), the fraction of removed pixels")
+            if not self.sigma >= 0:
+                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale)")
+
+    def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
+        keep = (torch.rand((1, 1, *shape), generator=generator) >= self.params.missing).float()
+        mask = keep.expand(1, 3, *shape).contiguous()
+
+        def forward(x: Tensor) -> Tensor:
+            return x * mask.to(x.device, x.dtype)
+
+        return Operator(forward, shape, shape, sigma=max(self.params.sigma, 0.5) / 255.0, mask=mask, name="mask")
+
+    def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
+        y = super().simulate(clean, operator, generator)
+        return y * operator.mask
+
+    def describe(self) -> str:
+        return f"inpainting, {self.params.missing:.0%} of pixels missing at random"

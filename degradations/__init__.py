@@ -1,3 +1,8 @@
-"""Built-in degradations, one file each; importing this package registers them."""
+"""Built-in degradations: one module per plugin, all imported (and so registered) on package import."""
 
-from degradations import blur, inpaint, jpeg, multi, noise, sr  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

@@ -159,6 +159,7 @@ class Summary:
     cached: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return f"computed {self.computed}, cached {self.cached}, failed {self.failed}"
@@ -305,7 +306,7 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     store = Store(config.results_dir)
     done = store.ok_keys()
     pending = [c for c in cells if c.key not in done]
-    summary = Summary(cached=len(cells) - len(pending))
+    summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
     if not pending:
         store.close()
         return summary

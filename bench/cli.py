@@ -1,0 +1,252 @@
+"""The ``bench`` command line: run, report, list, metrics, data, train.
+
+Example:
+    >>> from click.testing import CliRunner
+    >>> result = CliRunner().invoke(cli, ["list"])
+    >>> result.exit_code, "identity" in result.output
+    (0, True)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as err:
+        raise BenchError(f"cannot read config '{path}': {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise BenchError(f"config '{path}' is not valid TOML: {err}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """restoration-bench: compare image restoration priors on the same images, degradations and metrics."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", module="torchvision")
+
+
+@cli.command()
+@click.option("--methods", "-m", help="Comma-separated methods (see `bench list`).")
+@click.option("--degradations", "-d", help="Comma-separated degradations.")
+@click.option("--dataset", help="builtin (default), folder:PATH or div2k.")
+@click.option("--data-root", help="Folder holding DIV2K_valid_HR/ (or $BENCH_DIV2K_ROOT).")
+@click.option("--limit", type=int, help="Use the first N images (default: the profile's).")
+@click.option("--crop", type=int, help="Centre crop size in px (default: the profile's).")
+@click.option("--profile", type=click.Choice(["smoke", "quick", "paper"]), help="Compute budget (default quick).")
+@click.option("--results-dir", help="Results store (default ./results).")
+@click.option("--seed", "seeds", help="Seed or comma-separated seeds (default 0).")
+@click.option("--set", "sets", multiple=True, metavar="NAME.PARAM=VALUE",
+              help="Override a parameter; comma-separated values make a grid. Repeatable.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file with any of these options.")
+@click.option("--device", default=None, help="torch device for methods (default cpu).")
+@click.option("--no-lpips", is_flag=True, help="Skip LPIPS (recorded as missing).")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on when a terminal).")
+def run(**options: Any) -> None:
+    """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
+    from bench.runner import RunConfig, parse_overrides, run_grid
+    from bench.store import Store
+
+    config = _load_config(options["config_path"])
+    params = {name: dict(values) for name, values in config.get("params", {}).items()}
+    for name, values in parse_overrides(options["sets"]).items():
+        params.setdefault(name, {}).update(values)
+
+    def pick(key: str, default: Any) -> Any:
+        return options[key] if options.get(key) is not None else config.get(key, default)
+
+    methods = _csv(options["methods"]) or config.get("methods") or ["identity", "tv"]
+    degradations = _csv(options["degradations"]) or config.get("degradations") or ["noise", "jpeg", "multi"]
+    seeds = [int(s) for s in _csv(options["seeds"])] if options["seeds"] else config.get("seeds", [0])
+    progress = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
+    run_config = RunConfig(
+        methods=list(methods),
+        degradations=list(degradations),
+        dataset=pick("dataset", "builtin"),
+        data_root=pick("data_root", None),
+        limit=pick("limit", None),
+        crop=pick("crop", None),
+        profile=pick("profile", "quick"),
+        seeds=list(seeds),
+        overrides=params,
+        results_dir=pick("results_dir", "results"),
+        lpips=not (options["no_lpips"] or config.get("no_lpips", False)),
+        progress=progress,
+        device=pick("device", "cpu"),
+    )
+    summary = run_grid(run_config)
+    store = Store(run_config.results_dir)
+    df = store.dataframe()
+    store.close()
+    from bench.report import render
+
+    click.echo(render(df[df["key"].isin(summary.keys)], "markdown"))
+    for error in summary.errors[:10]:
+        click.echo(f"failed: {error}", err=True)
+    click.echo(summary.line())
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["latex", "markdown", "csv", "html"]), default="markdown")
+@click.option("--per-image", is_flag=True, help="Per-image rows (csv) or table (html).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to a file instead of stdout.")
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--methods", "-m", help="Only these methods.")
+@click.option("--degradations", "-d", help="Only these degradations.")
+@click.option("--dataset", help="Only this dataset.")
+@click.option("--profile", help="Only this profile.")
+def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods: str | None,
+           degradations: str | None, dataset: str | None, profile: str | None) -> None:
+    """Table-1 report of the store: rows degradation × metric, columns methods."""
+    from bench.report import render
+    from bench.store import DB_NAME, Store
+
+    if not (Path(results_dir) / DB_NAME).exists():
+        raise BenchError(f"no results in '{results_dir}'; run `bench run` first or pass --results-dir.")
+    store = Store(results_dir)
+    df = store.dataframe()
+    store.close()
+    if dataset:
+        df = df[df["dataset"] == dataset]
+    if profile:
+        df = df[df["profile"] == profile]
+    if df.empty:
+        raise BenchError("no results match the filters.")
+    text = render(df, fmt, per_image=per_image, methods=_csv(methods), degradations=_csv(degradations))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text)
+
+
+@cli.command(name="list")
+def list_cmd() -> None:
+    """Methods, degradations, datasets and profiles with their parameters and defaults."""
+    from bench.datasets import DATASET_HELP
+    from bench.params import describe_fields
+    from bench.profiles import PROFILES
+    from bench.registry import available
+
+    for kind, title in (("method", "Methods"), ("degradation", "Degradations")):
+        click.echo(f"{title}:")
+        for name, cls in available(kind).items():
+            click.echo(f"  {name:<12} {cls.summary()}")
+            for field, kind_name, default in describe_fields(cls.Params):
+                click.echo(f"      {field} ({kind_name}) = {default!r}")
+            for profile, values in getattr(cls, "profiles", {}).items():
+                click.echo(f"      profile {profile}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    click.echo("Datasets:")
+    for name, text in DATASET_HELP.items():
+        click.echo(f"  {name:<12} {text}")
+    click.echo("Profiles:")
+    for profile in PROFILES.values():
+        click.echo(f"  {profile.name:<12} {profile.description}")
+
+
+@cli.command()
+@click.argument("ref", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dist", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def metrics(ref: str, dist: str, as_json: bool) -> None:
+    """PSNR, SSIM, MS-SSIM and LPIPS of one image pair (REF is the reference)."""
+    from bench.images import load_image, to_uint8
+    from bench.metrics import MetricSuite
+    from bench.runner import to_tensor
+
+    a, b = load_image(ref), load_image(dist)
+    if a.shape != b.shape:
+        raise BenchError(f"images differ in size: {ref} is {a.shape[1]}×{a.shape[0]}, {dist} is {b.shape[1]}×{b.shape[0]}.")
+    to8 = lambda x: to_tensor(to_uint8(x).astype("float32") / 255.0)  # noqa: E731
+    values = MetricSuite()(to8(a), to8(b))
+    if as_json:
+        click.echo(json.dumps({k: (None if v != v else v) for k, v in values.items()}))
+    else:
+        for name, value in values.items():
+            click.echo(f"{name:<8} {value:.4f}" if value == value else f"{name:<8} missing")
+
+
+@cli.group()
+def data() -> None:
+    """Dataset helpers."""
+
+
+@data.command("download")
+@click.argument("name", type=click.Choice(["div2k"]))
+@click.option("--data-root", required=True, help="Where to put DIV2K_valid_HR/.")
+def data_download(name: str, data_root: str) -> None:
+    """Download the DIV2K validation set and verify its checksum."""
+    from bench.datasets import download_div2k
+
+    click.echo(f"DIV2K_valid_HR ready at {download_div2k(data_root)}")
+
+
+class TrainGroup(click.Group):
+    """``bench train NAME``: subcommands are the trainers plugins register."""
+
+    def _trainers(self) -> dict[str, click.Command]:
+        from bench.registry import available
+
+        return available("trainer")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._trainers())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._trainers().get(name)
+
+
+@cli.group(cls=TrainGroup)
+def train() -> None:
+    """Train a prior (flow prior, denoising auto-encoder, ...) on clean images."""
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and an exit code, no traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except BenchError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; completed cells are saved and will not be recomputed", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

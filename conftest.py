@@ -1,0 +1,28 @@
+"""Shared test setup: locate ../shared and use its LPIPS backbone offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parent.parent / "shared"))
+ALEXNET = SHARED / "weights" / "alexnet_features.pth"
+if ALEXNET.is_file():
+    os.environ.setdefault("BENCH_LPIPS_ALEXNET", str(ALEXNET))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: shared research data is not checked out beside the project")
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_path

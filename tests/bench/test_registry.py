@@ -1,0 +1,47 @@
+from dataclasses import dataclass
+
+import pytest
+
+from bench.api import Method
+from bench.errors import UnknownNameError
+from bench.registry import available, get_degradation_class, get_method_class, register_method, unregister
+
+
+def test_builtin_plugins_are_registered():
+    assert {"identity", "tv"} <= set(available("method"))
+    assert {"noise", "jpeg", "blur", "sr", "inpaint", "multi"} <= set(available("degradation"))
+
+
+def test_unknown_name_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean 'noise'") as err:
+        get_degradation_class("nosie")
+    assert err.value.exit_code == 2
+
+
+def test_register_and_duplicate_detection():
+    @register_method("test-dummy")
+    class Dummy(Method):
+        """Dummy."""
+
+        @dataclass
+        class Params:
+            a: int = 1
+
+    try:
+        assert get_method_class("test-dummy") is Dummy
+        with pytest.raises(ValueError, match="registered twice"):
+            @register_method("test-dummy")
+            class Other(Method):
+                pass
+    finally:
+        unregister("method", "test-dummy")
+
+
+def test_every_plugin_has_dataclass_params_with_defaults():
+    import dataclasses
+
+    for kind in ("method", "degradation"):
+        for name, cls in available(kind).items():
+            assert dataclasses.is_dataclass(cls.Params), name
+            cls.Params()  # all defaults
+            assert cls.__doc__, f"{kind} {name} needs a docstring"

@@ -73,3 +73,22 @@ def test_safe_ids_cannot_escape():
     assert safe_id("../../etc/passwd") == "etc_passwd"
     assert "/" not in safe_id("a/b\\c") and not safe_id("..").startswith(".")
     assert center_crop(np.zeros((10, 8, 3)), 16).shape == (10, 8, 3)
+
+
+def test_div2k_download_offline_is_a_clear_error(tmp_path):
+    from bench.datasets import download_div2k
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="could not download .*Offline\\?"):
+        download_div2k(tmp_path, url="http://127.0.0.1:9/DIV2K_valid_HR.zip")
+
+
+def test_folder_md5_convention(tmp_path):
+    import hashlib
+
+    from bench.datasets import folder_md5
+
+    (tmp_path / "b").write_bytes(b"2")
+    (tmp_path / "a").write_bytes(b"1")
+    inner = [hashlib.md5(x).hexdigest() for x in (b"1", b"2")]
+    assert folder_md5(tmp_path) == hashlib.md5("".join(inner).encode()).hexdigest()

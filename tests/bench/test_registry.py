@@ -45,3 +45,39 @@ def test_every_plugin_has_dataclass_params_with_defaults():
             assert dataclasses.is_dataclass(cls.Params), name
             cls.Params()  # all defaults
             assert cls.__doc__, f"{kind} {name} needs a docstring"
+
+
+def test_entry_point_plugins_are_loaded(monkeypatch, tmp_path):
+    """A third-party module named by an entry point is imported and registers itself."""
+    import sys
+    import types
+
+    import bench.registry as registry
+
+    module = types.ModuleType("thirdparty_plugin")
+    exec(
+        "from dataclasses import dataclass\n"
+        "from bench.api import Method\n"
+        "from bench.registry import register_method\n"
+        "@register_method('thirdparty')\n"
+        "class ThirdParty(Method):\n"
+        "    '''From a plugin.'''\n"
+        "    @dataclass\n"
+        "    class Params:\n"
+        "        pass\n",
+        module.__dict__,
+    )
+
+    class EntryPoint:
+        name = "thirdparty"
+
+        def load(self):
+            sys.modules["thirdparty_plugin"] = module
+            return module
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group.endswith("methods") else [])
+    monkeypatch.setattr(registry, "_loaded", set())
+    try:
+        assert "thirdparty" in registry.available("method")
+    finally:
+        registry.unregister("method", "thirdparty")

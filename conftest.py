@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Set before torch is imported: busy-waiting OpenMP threads make small convolutions many times
+# slower when other processes compete for the cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parent.parent / "shared"))
 ALEXNET = SHARED / "weights" / "alexnet_features.pth"

@@ -68,6 +68,10 @@ def cli(verbose: int) -> None:
 @click.option("--device", default=None, help="torch device for methods (default cpu).")
 @click.option("--no-lpips", is_flag=True, help="Skip LPIPS (recorded as missing).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on when a terminal).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes (default 1: in this process).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), help="local processes (default) or a Dask cluster.")
+@click.option("--scheduler", help="Address of an existing Dask scheduler (with --executor dask).")
+@click.option("--gpus-per-cell", type=float, help="Dask resource GPU per cell; workers need --resources GPU=N.")
 def run(**options: Any) -> None:
     """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
     from bench.runner import RunConfig, parse_overrides, run_grid
@@ -98,8 +102,14 @@ def run(**options: Any) -> None:
         results_dir=pick("results_dir", "results"),
         lpips=not (options["no_lpips"] or config.get("no_lpips", False)),
         progress=progress,
-        device=pick("device", "cpu"),
+        device=pick("device", "cuda" if options.get("gpus_per_cell") else "cpu"),
+        jobs=pick("jobs", 1),
+        executor=pick("executor", "local"),
+        scheduler=pick("scheduler", None),
+        gpus_per_cell=pick("gpus_per_cell", 0.0),
     )
+    if run_config.scheduler and run_config.executor != "dask":
+        raise BenchError("--scheduler needs --executor dask.")
     summary = run_grid(run_config)
     store = Store(run_config.results_dir)
     df = store.dataframe()
@@ -123,9 +133,13 @@ def run(**options: Any) -> None:
 @click.option("--degradations", "-d", help="Only these degradations.")
 @click.option("--dataset", help="Only this dataset.")
 @click.option("--profile", help="Only this profile.")
+@click.option("--ci", is_flag=True, help="Means with 95% bootstrap CIs over images and paired p-values vs the best.")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Embed figures (html only).")
 def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods: str | None,
-           degradations: str | None, dataset: str | None, profile: str | None) -> None:
-    """Table-1 report of the store: rows degradation × metric, columns methods."""
+           degradations: str | None, dataset: str | None, profile: str | None, ci: bool, figures: bool) -> None:
+    """Table-1 report of the store: rows degradation × metric, columns methods.
+
+    html is one self-contained page: tables, figures (base64 PNG) and sortable per-image results."""
     from bench.report import render
     from bench.store import DB_NAME, Store
 
@@ -134,13 +148,20 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
     store = Store(results_dir)
     df = store.dataframe()
     store.close()
+    colors = None
+    if fmt == "html" and figures:
+        from bench.figures import store_colors
+
+        colors = store_colors(df)  # from the whole store: the same colours as `bench figures`
     if dataset:
         df = df[df["dataset"] == dataset]
     if profile:
         df = df[df["profile"] == profile]
     if df.empty:
         raise BenchError("no results match the filters.")
-    text = render(df, fmt, per_image=per_image, methods=_csv(methods), degradations=_csv(degradations))
+    text = render(df, fmt, per_image=per_image or fmt == "html", methods=_csv(methods),
+                  degradations=_csv(degradations), ci=ci, figures_root=results_dir if colors else None,
+                  colors=colors)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text, encoding="utf-8")
@@ -228,6 +249,103 @@ class TrainGroup(click.Group):
 @cli.group(cls=TrainGroup)
 def train() -> None:
     """Train a prior (flow prior, denoising auto-encoder, ...) on clean images."""
+
+
+def _results_frame(results_dir: str) -> Any:
+    """All cells of a results store as a DataFrame; a clear error when there is no store."""
+    from bench.store import DB_NAME, Store
+
+    if not (Path(results_dir) / DB_NAME).exists():
+        raise BenchError(f"no results in '{results_dir}'; run `bench run` first or pass --results-dir.")
+    store = Store(results_dir)
+    try:
+        return store.dataframe()
+    finally:
+        store.close()
+
+
+@cli.group()
+def baseline() -> None:
+    """Metric baselines for regression checks (compare with `bench check`)."""
+
+
+@baseline.command("save")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Baseline JSON, e.g. results/baselines/NAME.json.")
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--methods", "-m", help="Only these methods.")
+@click.option("--degradations", "-d", help="Only these degradations.")
+@click.option("--dataset", help="Only this dataset (required when the store holds several).")
+@click.option("--profile", help="Only this profile (required when the store holds several).")
+def baseline_save(out: str, results_dir: str, methods: str | None, degradations: str | None,
+                  dataset: str | None, profile: str | None) -> None:
+    """Save mean metrics per (method, degradation) of one dataset and profile, with metadata."""
+    from bench.baseline import make_baseline, save_baseline
+
+    base = make_baseline(_results_frame(results_dir), _csv(methods), _csv(degradations), dataset, profile)
+    save_baseline(base, out)
+    n = sum(len(d) for d in base.cells.values())
+    click.echo(f"wrote {out}: {len(base.cells)} method(s), {n} cell(s), {len(base.metadata['images'])} image(s) "
+               f"of {base.metadata['dataset']} / {base.metadata['profile']}")
+
+
+@cli.command()
+@click.option("--baseline", "baseline_path", required=True, type=click.Path(dir_okay=False), help="Baseline JSON.")
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--tolerance", help="Allowed change per metric, e.g. psnr=0.05,ssim=0.002,ms_ssim=0.002,lpips=0.005 "
+              "(these are the defaults).")
+@click.option("--strict", is_flag=True, help="Also fail on improvements beyond tolerance (refresh the baseline).")
+@click.option("--only-changes", is_flag=True, help="Hide unchanged rows.")
+def check(baseline_path: str, results_dir: str, tolerance: str | None, strict: bool, only_changes: bool) -> None:
+    """Compare the store with a baseline; exit 1 on regressions or missing cells."""
+    from bench.baseline import compare, format_check, load_baseline, parse_tolerances
+
+    tolerances = parse_tolerances(tolerance)
+    base = load_baseline(baseline_path)
+    result = compare(base, _results_frame(results_dir), tolerances, strict=strict)
+    click.echo(f"baseline {baseline_path}: {base.metadata['dataset']} / {base.metadata['profile']}, "
+               f"{len(base.metadata.get('images', {}))} image(s), created {base.metadata.get('created', '?')}")
+    click.echo(format_check(result, only_changes=only_changes))
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--methods", "-m", help="Only these methods.")
+@click.option("--degradations", "-d", help="Only these degradations.")
+@click.option("--dataset", help="Only this dataset.")
+@click.option("--profile", help="Only this profile.")
+@click.option("--image", help="Comparison grids of this image id only.")
+@click.option("--zoom", help="Zoomed inset x,y,w,h in pixels of the clean image.")
+@click.option("--data-root", help="DIV2K location, to reload clean images of the div2k dataset.")
+@click.option("--format", "formats", default="png,pdf", show_default=True, help="Comma-separated file formats.")
+def figures(out: str, results_dir: str, methods: str | None, degradations: str | None, dataset: str | None,
+            profile: str | None, image: str | None, zoom: str | None, data_root: str | None, formats: str) -> None:
+    """Comparison grids, per-image PSNR distributions and convergence curves (PNG and PDF)."""
+    from bench.figures import build_figures, parse_zoom, save_figure, store_colors
+    from bench.report import _select
+
+    df = _results_frame(results_dir)
+    colors = store_colors(df)  # before filtering: a method keeps its colour everywhere
+    df = _select(df, _csv(methods), _csv(degradations))
+    if dataset:
+        df = df[df["dataset"] == dataset]
+    if profile:
+        df = df[df["profile"] == profile]
+    if df.empty:
+        raise BenchError("no results match the filters.")
+    kinds = tuple(_csv(formats))
+    if not kinds or set(kinds) - {"png", "pdf", "svg"}:
+        raise BenchError(f"--format '{formats}': use png, pdf and/or svg, comma-separated.")
+    written = 0
+    for fig in build_figures(df, results_dir, colors, image=image, zoom=parse_zoom(zoom), data_root=data_root):
+        paths = save_figure(fig, out, kinds)
+        written += len(paths)
+        for note in fig.notes:
+            click.echo(f"note: {fig.name}: {note}", err=True)
+        fig.figure.clear()
+    click.echo(f"wrote {written} file(s) to {out}")
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def to_float_rgb(array: np.ndarray, source: str = "image") -> np.ndarray:
     if array.dtype == np.uint8:
         out = array.astype(np.float32) / 255.0
     elif array.dtype == np.uint16:
-        log.info("%s: 16-bit image scaled by 1/65535", source)
+        log.warning("%s: 16-bit image, scaled to [0, 1] by 1/65535", source)
         out = array.astype(np.float32) / 65535.0
     elif array.dtype == bool:
         out = array.astype(np.float32)
@@ -49,16 +49,18 @@ def to_float_rgb(array: np.ndarray, source: str = "image") -> np.ndarray:
     else:
         raise ImageError(f"{source}: unsupported pixel type {array.dtype}; convert it to 8-bit RGB.")
     if out.ndim == 2:
-        log.info("%s: grayscale replicated to RGB", source)
+        log.warning("%s: grayscale image, replicated to 3 RGB channels", source)
         out = np.repeat(out[:, :, None], 3, axis=2)
     elif out.ndim == 3 and out.shape[2] in (2, 4):
         alpha = out[:, :, -1]
-        if float(alpha.min()) < 1.0:
-            log.warning("%s: alpha channel is not opaque and is dropped", source)
+        opaque = "" if float(alpha.min()) >= 1.0 else " (it was not fully opaque)"
+        log.warning("%s: alpha channel dropped%s", source, opaque)
         out = out[:, :, :-1]
         if out.shape[2] == 1:
+            log.warning("%s: grayscale image, replicated to 3 RGB channels", source)
             out = np.repeat(out, 3, axis=2)
     elif out.ndim == 3 and out.shape[2] == 1:
+        log.warning("%s: grayscale image, replicated to 3 RGB channels", source)
         out = np.repeat(out, 3, axis=2)
     if out.ndim != 3 or out.shape[2] != 3:
         raise ImageError(f"{source}: unexpected array shape {array.shape}; expected H×W or H×W×C.")

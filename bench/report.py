@@ -156,18 +156,31 @@ def _latex_escape(text: str) -> str:
     return out.replace("σ", r"$\sigma$").replace("×", r"$\times$").replace("→", r"$\rightarrow$").replace("—", "--")
 
 
-def to_html(tables: list[Table], per_image: pd.DataFrame | None = None, title: str = "restoration-bench report") -> str:
-    """One self-contained HTML page (no external assets); names are HTML-escaped."""
+def to_html(tables: list[Table], per_image: pd.DataFrame | None = None, title: str = "restoration-bench report",
+            figures: list[tuple[str, str]] | None = None, extra: list[str] | None = None) -> str:
+    """One self-contained HTML page (no external assets); names are HTML-escaped.
+
+    ``figures`` are (title, base64 PNG) pairs embedded as data URIs; ``extra`` are HTML
+    fragments (e.g. confidence-interval tables) placed after the tables.
+    """
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4;cursor:pointer}"
-        "caption{caption-side:bottom;text-align:left;color:#555;max-width:60em}</style></head><body>",
+        "caption{caption-side:bottom;text-align:left;color:#555;max-width:60em}"
+        "figure{margin:1em 0}figure img{max-width:100%}figcaption{color:#555}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     for table in tables:
-        parts.append(_styler(table).format(escape="html").set_caption(html.escape(table.caption)).to_html())
+        styler = _styler(table).format(escape="html").format_index(escape="html", axis=0)
+        parts.append(styler.format_index(escape="html", axis=1).set_caption(html.escape(table.caption)).to_html())
+    parts.extend(extra or [])
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        for caption, data in figures:
+            parts.append(f"<figure><img alt='{html.escape(caption, quote=True)}' src=\"data:image/png;base64,{data}\">"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     if per_image is not None and len(per_image):
         parts.append("<h2>Per image</h2>")
         parts.append(per_image.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–",
@@ -194,13 +207,39 @@ def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradat
 
 
 def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[str] | None = None,
-           degradations: list[str] | None = None) -> str:
-    """Render the store's rows as ``latex``, ``markdown``, ``csv`` or ``html``."""
-    if per_image and fmt == "csv":
+           degradations: list[str] | None = None, ci: bool = False, figures_root: str | None = None,
+           colors: dict[str, Any] | None = None) -> str:
+    """Render the store's rows as ``latex``, ``markdown``, ``csv`` or ``html``.
+
+    ``ci`` replaces each table by means with bootstrap confidence intervals plus a table of
+    paired p-values (:mod:`bench.stats`). For ``html``, ``figures_root`` (the results
+    directory) embeds the figures of :mod:`bench.figures` (method ``colors`` kept fixed).
+    """
+    if per_image and fmt == "csv" and not ci:
         return per_image_frame(df, methods, degradations).to_csv(index=False)
+    if ci:
+        from bench.stats import build_stats, render_stats
+
+        stats = build_stats(df, methods, degradations)
+        if fmt != "html":
+            text = render_stats(stats, fmt)
+            if per_image and fmt == "markdown":
+                text += "\n\n" + per_image_frame(df, methods, degradations).to_csv(index=False)
+            return text
     tables = build_tables(df, methods, degradations)
     if fmt == "html":
-        return to_html(tables, per_image_frame(df, methods, degradations) if per_image else None)
+        figures = None
+        if figures_root is not None:
+            from bench.figures import build_figures, png_base64
+
+            selected = _select(df, methods, degradations)
+            built = build_figures(selected, figures_root, colors=colors, first_image_only=True)
+            figures = [(f.title, png_base64(f)) for f in built]
+            for f in built:
+                f.figure.clear()
+        extra = [render_stats(stats, "html")] if ci else None
+        return to_html([] if ci else tables, per_image_frame(df, methods, degradations) if per_image else None,
+                       figures=figures, extra=extra)
     if fmt == "markdown":
         text = "\n\n".join(to_markdown(t) for t in tables)
         if per_image:

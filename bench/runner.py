@@ -38,7 +38,6 @@ from bench import __version__
 from bench.api import Degradation, Method, Observation, RestoreContext
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
-from bench.images import read_png
 from bench.metrics import MetricSuite, psnr
 from bench.params import build_params, expand_grid, params_to_dict
 from bench.profiles import get_profile
@@ -126,31 +125,39 @@ class RunConfig:
     lpips: bool = True
     progress: bool = True
     device: str = "cpu"
+    jobs: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    gpus_per_cell: float = 0.0
 
 
 @dataclass
 class Cell:
+    """One grid point. ``image`` may be None while the cell travels to a worker without its pixels."""
+
     method: PluginInstance
     degradation: PluginInstance
-    image: ImageItem
+    image: ImageItem | None
     seed: int
     profile: str
     dataset: str
     key: str = ""
+    image_id: str = ""
+    degraded_key: str = ""
 
-    def __post_init__(self) -> None:
+    @staticmethod
+    def make(method: PluginInstance, degradation: PluginInstance, image: ImageItem, seed: int, profile: str,
+             dataset: str) -> "Cell":
         payload = {
-            "method": self.method.key_data(),
-            "degradation": self.degradation.key_data(),
-            "image": self.image.digest,
-            "seed": self.seed,
-            "profile": self.profile,
+            "method": method.key_data(),
+            "degradation": degradation.key_data(),
+            "image": image.digest,
+            "seed": seed,
+            "profile": profile,
         }
-        self.key = _digest(payload)
-
-    @property
-    def degraded_key(self) -> str:
-        return _digest({"degradation": self.degradation.key_data(), "image": self.image.digest, "seed": self.seed})
+        degraded = _digest({"degradation": degradation.key_data(), "image": image.digest, "seed": seed})
+        return Cell(method, degradation, image, seed, profile, dataset, key=_digest(payload), image_id=image.id,
+                    degraded_key=degraded)
 
 
 @dataclass
@@ -288,7 +295,7 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
             except ValueError as err:
                 raise BenchError(f"{d.label} cannot degrade image '{item.id}': {err}") from None
     return [
-        Cell(m, d, item, seed, config.profile, config.dataset)
+        Cell.make(m, d, item, seed, config.profile, config.dataset)
         for d in degradations
         for item in images
         for seed in config.seeds
@@ -297,7 +304,9 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
 
 
 def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None) -> Summary:
-    """Run (or load from the cache) every cell of ``config``'s grid."""
+    """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store."""
+    from bench.executors import make_executor
+
     profile = get_profile(config.profile)
     crop = config.crop if config.crop is not None else profile.crop
     limit = config.limit if config.limit is not None else profile.default_limit
@@ -310,38 +319,52 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     if not pending:
         store.close()
         return summary
-    metrics = MetricSuite(lpips=config.lpips, device=config.device)
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(pending), desc="cells", unit="cell")
-    observations: dict[str, Observation] = {}
+    executor = make_executor(config, store)
     try:
-        for cell in pending:
-            obs = observations.get(cell.degraded_key)
-            if obs is None:
-                observations.clear()  # cells are ordered by (degradation, image, seed)
-                obs = observe(store, cell)
-                observations[cell.degraded_key] = obs
-            row = compute_cell(cell, obs, metrics, config.device, progress=config.progress)
-            row["input_psnr"] = _input_psnr(cell, obs)
-            row["degraded_path"] = store.get_degraded(cell.degraded_key)
-            write_row(store, row)
+        for cell, row in executor.run(pending, images):
+            write_row(store, row, cell)
             if row["status"] == "ok":
                 summary.computed += 1
             else:
                 summary.failed += 1
-                summary.errors.append(f"{cell.method.label} on {cell.degradation.label}/{cell.image.id}: {row['error']}")
+                summary.errors.append(f"{cell.method.label} on {cell.degradation.label}/{cell.image_id}: {row['error']}")
             if on_cell:
                 on_cell(row)
             if bar:
                 bar.update(1)
     finally:
+        executor.close()
         if bar:
             bar.close()
         store.close()
     return summary
+
+
+def execute_cell(cell: Cell, metrics: MetricSuite, device: str = "cpu", progress: bool = False,
+                 cached_y: np.ndarray | None = None) -> dict[str, Any]:
+    """Degrade (or rebuild the operator for a cached observation), restore and score one cell.
+
+    Runs anywhere (the local process or a worker) and never touches the store: the row it returns
+    carries the restored and degraded images for the single writer.
+    """
+    degradation = cell.degradation.plugin
+    clean = to_tensor(cell.image.image)
+    try:
+        obs = make_observation(degradation, clean, cell.seed, cell.image.id, cell.degradation.name, cached_y)
+    except Exception as err:  # a degradation failing on one image fails that cell only
+        row = base_row(cell)
+        row.update(status="failed", error=f"degradation failed: {type(err).__name__}: {err}")
+        return row
+    row = compute_cell(cell, obs, metrics, device, progress=progress)
+    row["input_psnr"] = _input_psnr(cell, obs)
+    if cached_y is None:
+        row["_degraded"] = np.round(to_array(obs.y) * 255.0).astype(np.uint8)
+    return row
 
 
 def _input_psnr(cell: Cell, obs: Observation) -> float | None:
@@ -352,21 +375,12 @@ def _input_psnr(cell: Cell, obs: Observation) -> float | None:
     return psnr(to_tensor(cell.image.image), init.cpu())
 
 
-def observe(store: Store, cell: Cell) -> Observation:
-    """The cell's observation, from the degraded-input cache when present."""
-    degradation = cell.degradation.plugin
-    clean = to_tensor(cell.image.image)
-    cached = store.get_degraded(cell.degraded_key)
-    if cached is not None:
-        return make_observation(degradation, clean, cell.seed, cell.image.id, cell.degradation.name,
-                                read_png(store.image_file(cached)))
-    obs = make_observation(degradation, clean, cell.seed, cell.image.id, cell.degradation.name)
-    store.put_degraded(cell.degraded_key, to_array(obs.y))
-    return obs
-
-
-def write_row(store: Store, row: dict[str, Any]) -> None:
-    """Image first (atomic), then the row: a crash never leaves a row without its image."""
+def write_row(store: Store, row: dict[str, Any], cell: Cell) -> None:
+    """Images first (atomic), then the row: a crash never leaves a row without its image."""
+    degraded = row.pop("_degraded", None)
+    if degraded is not None and store.get_degraded(cell.degraded_key) is None:
+        store.put_degraded(cell.degraded_key, degraded)
+    row["degraded_path"] = store.get_degraded(cell.degraded_key)
     restored = row.pop("_restored", None)
     if restored is not None:
         row["output_path"] = store.put_image(restored)

@@ -1,0 +1,68 @@
+"""Safe checkpoint I/O: tensors and plain containers only, never pickled code.
+
+Checkpoints are dicts of tensors and primitives saved with ``torch.save``.
+Loading always uses ``torch.load(..., weights_only=True)``, which refuses
+pickled classes and functions; :func:`load_checkpoint` turns every failure
+into a :class:`bench.errors.CheckpointError` that says what to do.
+
+Example:
+    >>> import tempfile, os, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "c.pt")
+    >>> save_checkpoint({"state_dict": {"w": torch.ones(2)}, "config": {"k": 4}}, path)
+    >>> load_checkpoint(path)["config"]
+    {'k': 4}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import CheckpointError
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file, then rename (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``; clear errors for missing, truncated or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; check the path given to --set ...checkpoint=.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); re-download or re-train it.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if "weights_only" in str(err) or "Unsupported global" in str(err) or "GLOBAL" in str(err):
+            raise CheckpointError(
+                f"checkpoint '{path}' contains pickled code or objects, not just tensors; refusing to load it "
+                "(only weights_only=True loading is allowed). Re-save it as a plain state dict."
+            ) from None
+        raise CheckpointError(f"checkpoint '{path}' is corrupt ({first}); re-download or re-train it.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint '{path}' is truncated or corrupt ({first}); re-download or re-train it."
+        ) from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(payload).__name__}, expected a dict.")
+    return payload

@@ -1,0 +1,225 @@
+"""Where cells are computed: in process, in local worker processes, or on a Dask cluster.
+
+Every executor yields ``(cell, row)`` pairs back to the caller, which is the
+only writer to the store, so workers need no shared filesystem. Images are
+sent to each worker once (process initialiser, or one Dask task per image),
+not once per cell. Each worker limits torch's threads so that N workers do not
+oversubscribe the cores.
+
+Example:
+    >>> cfg = type("C", (), {"jobs": 1, "executor": "local"})()
+    >>> type(make_executor(cfg, store=None)).__name__
+    'SerialExecutor'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Iterator
+
+from bench.errors import BenchError
+
+log = logging.getLogger(__name__)
+
+_WORKER: dict[str, Any] = {}
+
+
+def threads_per_worker(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _worker_metrics(lpips: bool, device: str) -> Any:
+    from bench.metrics import MetricSuite
+
+    key = f"metrics-{lpips}-{device}"
+    if key not in _WORKER:
+        _WORKER[key] = MetricSuite(lpips=lpips, device=device)
+    return _WORKER[key]
+
+
+def _init_worker(images: dict[str, Any], threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["images"] = images
+
+
+def _run_local_cell(cell: Any, lpips: bool, device: str) -> dict[str, Any]:
+    """Worker side (local processes): the image comes from the initialiser's copy."""
+    from dataclasses import replace
+
+    from bench.runner import execute_cell
+
+    full = replace(cell, image=_WORKER["images"][cell.image_id])
+    return execute_cell(full, _worker_metrics(lpips, device), device)
+
+
+def _pass_through(item: Any) -> Any:
+    return item
+
+
+def run_dask_cell(cell: Any, image: Any, lpips: bool, device: str, threads: int) -> dict[str, Any]:
+    """Worker side (Dask): ``image`` is the result of the image's task, resolved by Dask."""
+    from dataclasses import replace
+
+    import torch
+
+    from bench.runner import execute_cell
+
+    if threads > 0:  # 0: an external cluster's workers keep their own setting
+        torch.set_num_threads(threads)
+    return execute_cell(replace(cell, image=image), _worker_metrics(lpips, device), device)
+
+
+def _failed_row(cell: Any, reason: str) -> dict[str, Any]:
+    from bench.runner import base_row
+
+    row = base_row(cell)
+    row.update(status="failed", error=reason)
+    return row
+
+
+class SerialExecutor:
+    """In this process, reusing the store's cached degraded inputs."""
+
+    def __init__(self, config: Any, store: Any):
+        self.config = config
+        self.store = store
+
+    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        from bench.images import read_png
+        from bench.metrics import MetricSuite
+        from bench.runner import execute_cell
+
+        metrics = MetricSuite(lpips=self.config.lpips, device=self.config.device)
+        for cell in cells:
+            cached = self.store.get_degraded(cell.degraded_key)
+            cached_y = read_png(self.store.image_file(cached)) if cached else None
+            yield cell, execute_cell(cell, metrics, self.config.device, self.config.progress, cached_y)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessExecutor:
+    """``--jobs N``: N local worker processes (spawned; a dead worker's cells are retried once)."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _pool(self, images: list[Any]) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        return ProcessPoolExecutor(
+            max_workers=self.config.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=({item.id: item for item in images}, threads_per_worker(self.config.jobs)),
+        )
+
+    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        from dataclasses import replace
+
+        todo = [(replace(c, image=None), c, 0) for c in cells]
+        while todo:
+            self.pool = self._pool(images)
+            futures = {self.pool.submit(_run_local_cell, light, self.config.lpips, self.config.device): (light, cell, tries)
+                       for light, cell, tries in todo}
+            todo = []
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    light, cell, tries = futures[future]
+                    try:
+                        yield cell, future.result()
+                    except BrokenProcessPool:
+                        if tries == 0:
+                            todo.append((light, cell, 1))
+                        else:
+                            yield cell, _failed_row(cell, "worker process died twice while computing this cell")
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+class DaskExecutor:
+    """``--executor dask``: an existing scheduler (``--scheduler ADDRESS``) or a LocalCluster of ``--jobs`` workers."""
+
+    def __init__(self, config: Any):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise BenchError(
+                "--executor dask needs Dask distributed, an optional extra: pip install 'restoration-bench[dask]'"
+            ) from None
+        self.config = config
+        self.cluster = None
+        if config.scheduler:
+            self.client = Client(config.scheduler)
+        else:
+            resources = {"GPU": 1} if config.gpus_per_cell else None
+            self.cluster = LocalCluster(n_workers=max(1, config.jobs), threads_per_worker=1, processes=True,
+                                        dashboard_address=None, resources=resources)
+            self.client = Client(self.cluster)
+
+    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+        from dataclasses import replace
+
+        from dask.distributed import as_completed
+
+        # Each image is sent once, as a task whose result workers share. Unlike Client.scatter, a task
+        # can be recomputed by the scheduler if the worker holding the image dies.
+        by_id = {item.id: item for item in images if item.id in {c.image_id for c in cells}}
+        image_futures = {
+            name: self.client.submit(_pass_through, item, key=f"image-{item.digest}", pure=False)
+            for name, item in by_id.items()
+        }
+        threads = 0 if self.config.scheduler else threads_per_worker(self.config.jobs)
+        resources = {"GPU": self.config.gpus_per_cell} if self.config.gpus_per_cell else None
+        # At most one cell in flight per worker thread: cells are long, and a worker that dies must not
+        # take queued, innocent cells down with it (Dask counts those towards their allowed failures).
+        window = max(1, sum(self.client.nthreads().values()))
+        queue = list(cells)
+        futures: dict[Any, Any] = {}
+
+        def submit_next() -> Any:
+            cell = queue.pop(0)
+            future = self.client.submit(
+                run_dask_cell, replace(cell, image=None), image_futures[cell.image_id], self.config.lpips,
+                self.config.device, threads, key=f"cell-{cell.key}", retries=1, resources=resources, pure=False,
+            )
+            futures[future] = cell
+            return future
+
+        running = as_completed([submit_next() for _ in range(min(window, len(queue)))])
+        for future in running:
+            cell = futures.pop(future)
+            try:
+                row = future.result()
+            except Exception as err:  # KilledWorker and friends: record, go on
+                row = _failed_row(cell, f"worker failed: {type(err).__name__}: {err}")
+            if queue:
+                running.add(submit_next())
+            yield cell, row
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(config: Any, store: Any) -> Any:
+    executor = getattr(config, "executor", "local")
+    if executor == "dask":
+        return DaskExecutor(config)
+    if getattr(config, "jobs", 1) > 1:
+        return ProcessExecutor(config)
+    return SerialExecutor(config, store)

@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 
@@ -82,7 +83,7 @@ class Operator:
             residual = residual * self.mask
         return residual
 
-    def to(self, device: torch.device | str) -> "Operator":
+    def to(self, device: torch.device | str) -> Operator:
         """Move the mask to ``device``; the forward closure moves its own tensors."""
         if self.mask is not None:
             self.mask = self.mask.to(device)

@@ -35,6 +35,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are shared package data
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

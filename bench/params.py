@@ -23,7 +23,8 @@ import itertools
 import json
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bench.errors import ParameterError
 

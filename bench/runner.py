@@ -28,8 +28,9 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ class Cell:
 
     @staticmethod
     def make(method: PluginInstance, degradation: PluginInstance, image: ImageItem, seed: int, profile: str,
-             dataset: str) -> "Cell":
+             dataset: str) -> Cell:
         payload = {
             "method": method.key_data(),
             "degradation": degradation.key_data(),

@@ -135,6 +135,7 @@ def killer(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_dask_worker_killed_mid_cell_is_retried(tmp_path, killer):
     pytest.importorskip("dask.distributed")
     marker = tmp_path / "marker"
@@ -145,13 +146,14 @@ def test_dask_worker_killed_mid_cell_is_retried(tmp_path, killer):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_dask_worker_killed_every_time_is_recorded_as_failed(tmp_path, killer):
     dask = pytest.importorskip("dask")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        summary = run_grid(config(tmp_path / "res", methods=["killer", "identity"], degradations=["noise"], limit=1,
+        summary = run_grid(config(tmp_path / "res", methods=["killer"], degradations=["noise"], limit=1,
                                   executor="dask", jobs=1,
                                   overrides={"killer": {"marker": str(tmp_path / "m"), "always": "true"}}))
-    assert (summary.computed, summary.failed) == (1, 1)
+    assert (summary.computed, summary.failed) == (0, 1)
     error = Store(tmp_path / "res").rows(status="failed")[0]["error"]
     assert error.startswith("worker failed: KilledWorker"), error
 

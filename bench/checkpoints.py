@@ -52,13 +52,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if "weights_only" in str(err) or "Unsupported global" in str(err) or "GLOBAL" in str(err):
+        # torch wraps every refusal in the same "Weights only load failed" text; a reference to a
+        # global (class or function) is what marks pickled code, anything else is a damaged file.
+        if "Unsupported global" in str(err) or "GLOBAL" in str(err):
             raise CheckpointError(
                 f"checkpoint '{path}' contains pickled code or objects, not just tensors; refusing to load it "
                 "(only weights_only=True loading is allowed). Re-save it as a plain state dict."
             ) from None
-        raise CheckpointError(f"checkpoint '{path}' is corrupt ({first}); re-download or re-train it.") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' is truncated, corrupt or not a torch file; re-download or re-train it."
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(

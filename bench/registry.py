@@ -51,13 +51,19 @@ def _register(kind: str, name: str) -> Callable[[T], T]:
         registry = _REGISTRIES[kind]
         if name in registry and registry[name] is not cls:
             existing = registry[name]
-            if (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+            if _origin(existing) != _origin(cls):  # the same definition re-imported is fine
                 raise ValueError(f"{kind} '{name}' is registered twice ({existing} and {cls})")
         cls.name = name
         registry[name] = cls
         return cls
 
     return decorator
+
+
+def _origin(obj: Any) -> tuple[Any, Any]:
+    """Where a plugin was defined; click commands (trainers) are identified by their callback."""
+    target = getattr(obj, "callback", None) or obj
+    return getattr(target, "__module__", None), getattr(target, "__qualname__", None)
 
 
 def register_method(name: str) -> Callable[[T], T]:

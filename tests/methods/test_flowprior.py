@@ -1,0 +1,157 @@
+"""The flowprior method: patch tiling, MAP restoration, checkpoints and the trainer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench.api import RestoreContext
+from bench.errors import CheckpointError, ParameterError
+from bench.images import save_png
+from bench.metrics import psnr
+from bench.params import build_params
+from bench.registry import available, get_method_class
+from degradations.inpaint import Inpaint
+from degradations.noise import Noise
+from degradations.sr import SuperResolution
+from methods._flow import Flow, FlowConfig, load_checkpoint, save_checkpoint
+from methods.flowprior import DEFAULT_CHECKPOINT, FlowPrior, Tiler, flowprior_trainer, split_holdout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A small random (non-identity) flow: L=2, K=1, patches must be multiples of 4."""
+    torch.manual_seed(0)
+    flow = Flow(FlowConfig(levels=2, steps=1, hidden=8))
+    flow.train()
+    flow.encode(torch.rand(4, 3, 16, 16))
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+    path = tmp_path_factory.mktemp("flow") / "tiny.pt"
+    save_checkpoint(path, flow.eval())
+    return str(path)
+
+
+def ctx(seed: int = 0) -> RestoreContext:
+    return RestoreContext(generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("shape,patch,margin", [((64, 64), 64, 4), ((100, 130), 64, 4), ((256, 256), 64, 4), ((37, 50), 16, 2)])
+def test_tiling_reassembles_exactly(shape, patch, margin):
+    x = torch.rand(1, 3, *shape)
+    tiler = Tiler(shape, patch, margin)
+    assert torch.allclose(tiler.merge(tiler.split(x)), x, atol=1e-6)
+
+
+def test_tiling_layout_for_a_256_crop():
+    assert Tiler.starts(256, 64, 4) == [0, 56, 112, 168, 192]  # neighbours overlap by 2·margin = 8
+    assert len(Tiler((256, 256), 64, 4)) == 25
+
+
+def test_small_images_are_explained():
+    with pytest.raises(ValueError, match=r"32×48 px.*--crop 64.*flowprior.patch"):
+        Tiler((32, 48), 64, 4)
+
+
+def test_no_optimisation_gives_the_input_back(tiny_checkpoint):
+    obs = Noise().degrade(torch.rand(1, 3, 40, 44), torch.Generator().manual_seed(0))
+    method = FlowPrior(FlowPrior.Params(checkpoint=tiny_checkpoint, iterations=0, patch=16, margin=2))
+    out = method.restore(obs, ctx())
+    assert (out - obs.y).abs().max() < 1e-4
+
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="lr"):
+        FlowPrior.Params(lr=0)
+    with pytest.raises(ValueError, match="margin"):
+        FlowPrior.Params(patch=16, margin=8)
+    with pytest.raises(ParameterError, match="prior_weight"):
+        build_params(FlowPrior.Params, {"prior_weight": "-1"}, owner="flowprior")
+    assert FlowPrior.profiles["smoke"]["iterations"] < FlowPrior.profiles["quick"]["iterations"]
+
+
+def test_registered_method_and_trainer():
+    assert get_method_class("flowprior") is FlowPrior
+    assert available("trainer")["flowprior"] is flowprior_trainer
+
+
+def test_bad_checkpoint_setting(tmp_path):
+    obs = Noise().degrade(torch.rand(1, 3, 64, 64), torch.Generator())
+    with pytest.raises(CheckpointError, match="does not exist"):
+        FlowPrior(FlowPrior.Params(checkpoint=str(tmp_path / "nope.pt"))).restore(obs, ctx())
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        FlowPrior(FlowPrior.Params(checkpoint=str(bad))).restore(obs, ctx())
+
+
+def test_operators_on_the_full_image(tiny_checkpoint):
+    params = FlowPrior.Params(checkpoint=tiny_checkpoint, iterations=2, patch=16, margin=2)
+    clean = torch.rand(1, 3, 32, 32)
+    for degradation in (SuperResolution(SuperResolution.Params(factor=4)), Inpaint()):
+        obs = degradation.degrade(clean, torch.Generator().manual_seed(0))
+        out = FlowPrior(params).restore(obs, ctx())
+        assert out.shape == clean.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="packaged flowprior weights not present")
+def test_map_beats_identity_on_noise_and_is_deterministic():
+    from bench.datasets import load_dataset
+    from bench.runner import to_tensor
+
+    clean = to_tensor(load_dataset("builtin", limit=1, crop=64)[0].image)
+    obs = Noise().degrade(clean, torch.Generator().manual_seed(0))
+    method = FlowPrior(FlowPrior.Params(iterations=15))
+    first = method.restore(obs, ctx(1))
+    second = method.restore(obs, ctx(1))
+    assert torch.equal(first, second)
+    assert psnr(clean, first) > psnr(clean, obs.y) + 0.5
+
+
+def test_packaged_checkpoint_is_weights_only():
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("packaged flowprior weights not present")
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 20 * 2**20
+    flow, meta = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert isinstance(flow, Flow) and meta["step"] > 0
+
+
+def test_split_holdout_is_disjoint():
+    train, val = split_holdout(list(range(40)), 0.1)
+    assert len(val) == 4 and not set(train) & set(val)
+
+
+def test_trainer_runs_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for i in range(3):
+        save_png(rng.random((24, 28, 3)).astype(np.float32), data / f"im{i}.png")
+    out = tmp_path / "flow.pt"
+    args = ["--data", str(data), "--config", "cpu", "--out", str(out), "--patch", "16", "--batch", "2",
+            "--save-every", "2", "--val-fraction", "0.34", "--threads", "1"]
+    runner = CliRunner()
+    result = runner.invoke(flowprior_trainer, [*args, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(flowprior_trainer, [*args, "--steps", "3", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resumed" in result.output
+    flow, meta = load_checkpoint(out)
+    assert meta["step"] == 3 and meta["train"]["val_images"] == 1
+    records = [json.loads(line) for line in out.with_name("flow.pt.log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3] and "val_bpd" in records[-1]
+    bad = runner.invoke(flowprior_trainer, ["--data", str(data), "--out", str(out), "--patch", "12"])
+    assert bad.exit_code != 0 and "multiple of 8" in bad.output

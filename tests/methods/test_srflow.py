@@ -1,0 +1,228 @@
+"""SRFlow: invertibility, NLL training, official state-dict layout, the methods and the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench.api import RestoreContext
+from bench.checkpoints import save_checkpoint
+from bench.errors import CheckpointError
+from bench.images import save_png
+from bench.registry import available
+from degradations.noise import Noise
+from degradations.sr import SuperResolution, bicubic_down
+from methods._srflow_arch import SRFlowConfig, SRFlowNet
+from methods.srflow import DEFAULT_CHECKPOINTS, SRFlow4x, SRFlow8x, load_model, srflow_trainer
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _perturbed(cfg: SRFlowConfig, seed: int = 0) -> SRFlowNet:
+    """A tiny network with every parameter moved off its (near-identity) initialisation."""
+    torch.manual_seed(seed)
+    net = SRFlowNet(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory) -> dict[int, Path]:
+    out = {}
+    for scale in (4, 8):
+        net = _perturbed(SRFlowConfig.tiny(scale), seed=scale)
+        path = tmp_path_factory.mktemp("srflow") / f"tiny{scale}.pt"
+        save_checkpoint({"state_dict": net.state_dict(), "config": net.cfg.to_dict()}, path)
+        out[scale] = path
+    return out
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_flow_is_invertible_for_fixed_condition(scale):
+    net = _perturbed(SRFlowConfig.tiny(scale))
+    m = net.cfg.multiple
+    hr = torch.rand(2, 3, 2 * m, m)
+    lr = torch.rand(2, 3, 2 * m // scale, m // scale)
+    with torch.no_grad():
+        z, epses, _ = net.encode(hr, lr)
+        back = net.decode(z, epses, lr)
+    assert len(epses) == sum(level < net.cfg.L - 1 for level in range(1, net.cfg.L + 1))
+    assert float((back - hr).abs().max()) < 1e-4
+
+
+def test_nll_decreases_on_tiny_data():
+    torch.manual_seed(0)
+    net = SRFlowNet(SRFlowConfig.tiny(4)).train()
+    hr = torch.rand(4, 3, 16, 16)
+    hr = (hr + hr.roll(1, -1) + hr.roll(1, -2)) / 3  # some structure to learn
+    hr = torch.round(hr * 255) / 255
+    lr = bicubic_down(hr, 4)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    values = []
+    for _ in range(15):
+        bpd, _ = net.nll_bpd(hr, lr)
+        optimizer.zero_grad()
+        bpd.mean().backward()
+        optimizer.step()
+        values.append(float(bpd.detach().mean()))
+    assert all(np.isfinite(values))
+    assert values[-1] < values[0] - 0.05
+
+
+def _recorded_keys(scale: int) -> list[tuple[str, list[int]]]:
+    lines = (HERE / f"srflow_official_keys_{scale}x.txt").read_text().splitlines()
+    rows = [line.split("\t") for line in lines if line and not line.startswith("#")]
+    return [(key, [int(s) for s in shape.strip("[]").split(",") if s.strip()]) for key, shape in rows]
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_official_configuration_matches_recorded_state_dict(scale):
+    net = SRFlowNet(SRFlowConfig.official(scale))
+    mine = [(k, list(v.shape)) for k, v in net.state_dict().items()]
+    recorded = _recorded_keys(scale)
+    assert len(recorded) == {4: 1733, 8: 2080}[scale]
+    assert dict(mine) == dict(recorded)
+    assert [k for k, _ in mine] == [k for k, _ in recorded]  # module order too
+
+
+def test_official_layout_checkpoint_loads_strictly(tmp_path):
+    torch.manual_seed(1)
+    source = SRFlowNet(SRFlowConfig.official(4))
+    with torch.no_grad():  # non-default values, so a successful load is visible
+        source.flowUpsamplerNet.layers[1].actnorm.bias.fill_(0.25)
+    # the release's .pth: a plain state dict, here with a DataParallel prefix
+    path = tmp_path / "SRFlow_DF2K_4X.pth"
+    save_checkpoint({f"module.{k}": v for k, v in source.state_dict().items()}, path)
+    method = SRFlow4x(SRFlow4x.Params(checkpoint=str(path), heat=0.0))
+    net = method.network()
+    assert net.cfg == SRFlowConfig.official(4)
+    assert float(net.flowUpsamplerNet.layers[1].actnorm.bias.detach().mean()) == 0.25
+    fresh = SRFlowNet(SRFlowConfig.official(4))
+    assert not fresh.load_state_dict(net.state_dict(), strict=True).missing_keys
+    obs = Noise().degrade(torch.rand(1, 3, 16, 16), torch.Generator().manual_seed(0))
+    x = method.restore(obs, RestoreContext(generator=torch.Generator()), net=net)
+    assert tuple(x.shape) == (1, 3, 16, 16)
+    # a 4× file refuses to load as 8×, with a clear message
+    with pytest.raises(CheckpointError, match="SRFlow 8×"):
+        load_model(path, 8)
+
+
+@pytest.mark.parametrize(
+    "cls, degradation, size",
+    [
+        (SRFlow4x, Noise(), (21, 27)),
+        (SRFlow4x, SuperResolution(SuperResolution.Params(factor=4)), (24, 36)),
+        (SRFlow8x, Noise(), (19, 33)),
+        (SRFlow8x, SuperResolution(SuperResolution.Params(factor=8)), (24, 48)),
+    ],
+)
+def test_output_size_equals_input_size(tiny_checkpoints, cls, degradation, size):
+    obs = degradation.degrade(torch.rand(1, 3, *size), torch.Generator().manual_seed(0))
+    method = cls(cls.Params(checkpoint=str(tiny_checkpoints[cls.factor])))
+    x = method.restore(obs, RestoreContext(generator=torch.Generator().manual_seed(0)))
+    assert tuple(x.shape) == (1, 3, *size)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_heat_zero_is_deterministic_and_heat_uses_the_generator(tiny_checkpoints):
+    obs = Noise().degrade(torch.rand(1, 3, 32, 32), torch.Generator().manual_seed(0))
+
+    def run(heat: float, seed: int) -> torch.Tensor:
+        method = SRFlow4x(SRFlow4x.Params(checkpoint=str(tiny_checkpoints[4]), heat=heat))
+        return method.restore(obs, RestoreContext(generator=torch.Generator().manual_seed(seed)))
+
+    assert torch.equal(run(0.0, 1), run(0.0, 2))
+    assert torch.equal(run(0.9, 3), run(0.9, 3))
+    assert not torch.equal(run(0.9, 3), run(0.9, 4))
+
+
+def test_diverging_sample_is_redrawn_at_lower_heat(tiny_checkpoints):
+    net = load_model(tiny_checkpoints[4], 4)
+
+    class Diverging:
+        """Blows up above heat 0.3, like an under-trained flow's inverse on unlikely latents."""
+
+        cfg = net.cfg
+
+        def to(self, device):
+            return self
+
+        def sample(self, lr, heat, generator):
+            out = torch.full((1, 3, lr.shape[-2] * 4, lr.shape[-1] * 4), 0.5)
+            return out * float("inf") if heat > 0.3 else out
+
+    obs = Noise().degrade(torch.rand(1, 3, 16, 16), torch.Generator().manual_seed(0))
+    ctx = RestoreContext(generator=torch.Generator().manual_seed(0))
+    x = SRFlow4x(SRFlow4x.Params(heat=0.9)).restore(obs, ctx, net=Diverging())
+    assert bool(torch.isfinite(x).all())
+    assert ctx.trace["heat_used"] == [0.225]
+
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="heat"):
+        SRFlow4x.Params(heat=-0.1)
+    with pytest.raises(ValueError, match="scale"):
+        SRFlowConfig(scale=3)
+
+
+def test_packaged_defaults_exist_and_restore():
+    assert {"srflow4x", "srflow8x"} <= set(available("method"))
+    for cls in (SRFlow4x, SRFlow8x):
+        path = DEFAULT_CHECKPOINTS[cls.factor]
+        assert path.is_file() and path.stat().st_size < 20 * 2**20
+        net = load_model(path, cls.factor)
+        assert net.cfg.residual and net.cfg.scale == cls.factor
+    obs = SuperResolution().degrade(torch.rand(1, 3, 32, 32), torch.Generator())
+    x = SRFlow4x().restore(obs, RestoreContext(generator=torch.Generator().manual_seed(0)))
+    assert tuple(x.shape) == (1, 3, 32, 32)
+
+
+def test_trainer_writes_a_loadable_checkpoint(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        save_png(rng.random((40, 40, 3)).astype(np.float32), data / f"im{i}.png")
+    out = tmp_path / "tiny.pt"
+    result = CliRunner().invoke(
+        srflow_trainer,
+        [
+            "--scale",
+            "4",
+            "--data",
+            str(data),
+            "--steps",
+            "2",
+            "--config",
+            "tiny",
+            "--batch",
+            "2",
+            "--patch",
+            "16",
+            "--save-every",
+            "1",
+            "--val-fraction",
+            "0.34",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "val_bpd" in result.output
+    net = load_model(out, 4)
+    assert net.cfg == SRFlowConfig.tiny(4)

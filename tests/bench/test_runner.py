@@ -149,9 +149,9 @@ def _can_write(path):
 def test_compute_cell_output_matches_stored_png(tmp_path):
     run_grid(config(tmp_path, methods=["tv"], degradations=["jpeg"], limit=1))
     row = Store(tmp_path / "res").rows()[0]
+    from bench.datasets import load_dataset
     from bench.images import read_png
     from bench.metrics import psnr
-    from bench.datasets import load_dataset
     from bench.runner import to_tensor
 
     clean = load_dataset("builtin", limit=1, crop=64)[0].image

@@ -1,0 +1,296 @@
+"""Networks and losses shared by ``dip`` and ``doubledip`` (not a plugin: leading underscore).
+
+:class:`SkipNet` is the encoder–decoder with skip connections of Ulyanov et al.
+(``models/skip.py`` of the official Deep Image Prior code), rebuilt here as an
+explicit recursive module: at each scale a stride-2 convolution goes down, the
+deeper scales run, the result is upsampled and concatenated with a 1×1 "skip"
+projection of the scale's input, then a 3×3 and a 1×1 convolution mix them.
+Every convolution is followed by BatchNorm and LeakyReLU(0.2); padding is by
+reflection; a 1×1 convolution and a sigmoid make the output.
+
+:func:`exclusion_loss` and :func:`std_loss` are the gradient-exclusion and
+local-variance losses of Double-DIP (Gandelsman et al., ``net/losses.py`` of
+the official code).
+
+Example:
+    >>> import torch
+    >>> net = SkipNet.small(input_depth=3)
+    >>> tuple(net(torch.rand(1, 3, 64, 64)).shape)
+    (1, 3, 64, 64)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.api import Observation
+
+Tensor = torch.Tensor
+
+# The official configurations, as (channels_down, channels_up, channels_skip).
+SKIP_128 = ((128,) * 5, (128,) * 5, (4,) * 5)  # denoising, SR, inpainting notebooks (get_net 'skip')
+SKIP_SMALL = ((8, 16, 32, 64, 128), (8, 16, 32, 64, 128), (0, 0, 0, 4, 4))  # JPEG notebook, Double-DIP
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+    # padding_mode="reflect" pads then convolves, exactly ReflectionPad2d + unpadded conv
+    pad = (kernel - 1) // 2
+    return nn.Conv2d(c_in, c_out, kernel, stride, padding=pad, padding_mode="reflect" if pad else "zeros")
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    # the net always runs in train mode (batch statistics, as in the official code): running stats are unused
+    return nn.BatchNorm2d(channels, track_running_stats=False)
+
+
+def _conv_bn_act(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [_conv(c_in, c_out, kernel, stride), _bn(c_out), nn.LeakyReLU(0.2, inplace=True)]
+
+
+class _Scale(nn.Module):
+    """One scale: ``up(cat(skip(x), upsample(inner(down(x)))))``."""
+
+    def __init__(self, c_in: int, down: int, up: int, skip: int, inner: _Scale | None, inner_out: int,
+                 kernel_down: int, kernel_up: int, kernel_skip: int, upsample: str, need1x1_up: bool):
+        super().__init__()
+        self.skip = nn.Sequential(*_conv_bn_act(c_in, skip, kernel_skip)) if skip else None
+        self.down = nn.Sequential(*_conv_bn_act(c_in, down, kernel_down, 2), *_conv_bn_act(down, down, kernel_down))
+        self.inner = inner
+        self.upsample = upsample
+        merged = skip + inner_out
+        layers: list[nn.Module] = [_bn(merged), *_conv_bn_act(merged, up, kernel_up)]
+        if need1x1_up:
+            layers += _conv_bn_act(up, up, 1)
+        self.up = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        deep = self.down(x)
+        if self.inner is not None:
+            deep = self.inner(deep)
+        if self.upsample == "nearest":
+            deep = F.interpolate(deep, scale_factor=2.0, mode="nearest")
+        else:
+            deep = F.interpolate(deep, scale_factor=2.0, mode=self.upsample, align_corners=False)
+        if self.skip is not None:
+            deep = torch.cat([self.skip(x), deep], dim=1)
+        return self.up(deep)
+
+
+class SkipNet(nn.Module):
+    """The DIP "skip" encoder–decoder; input size must be divisible by ``2**scales``.
+
+    Args:
+        input_depth: channels of the input code ``z``.
+        out_channels: channels of the output image.
+        channels_down / channels_up / channels_skip: one entry per scale, finest first.
+        kernel_down / kernel_up / kernel_skip: convolution sizes.
+        upsample: ``bilinear`` or ``nearest``.
+        need1x1_up: the 1×1 convolution after each decoder block (official default).
+    """
+
+    def __init__(self, input_depth: int = 32, out_channels: int = 3,
+                 channels_down: Sequence[int] = SKIP_128[0], channels_up: Sequence[int] = SKIP_128[1],
+                 channels_skip: Sequence[int] = SKIP_128[2], kernel_down: int = 3, kernel_up: int = 3,
+                 kernel_skip: int = 1, upsample: str = "bilinear", need1x1_up: bool = True):
+        super().__init__()
+        if not len(channels_down) == len(channels_up) == len(channels_skip) >= 1:
+            raise ValueError("channels_down, channels_up and channels_skip need one entry per scale")
+        self.scales = len(channels_down)
+        inner: _Scale | None = None
+        inner_out = channels_down[-1]  # the deepest scale passes its own features up
+        for i in reversed(range(self.scales)):
+            c_in = input_depth if i == 0 else channels_down[i - 1]
+            inner = _Scale(c_in, channels_down[i], channels_up[i], channels_skip[i], inner, inner_out,
+                           kernel_down, kernel_up, kernel_skip, upsample, need1x1_up)
+            inner_out = channels_up[i]
+        self.body = inner
+        self.head = nn.Conv2d(channels_up[0], out_channels, 1)
+
+    @classmethod
+    def small(cls, input_depth: int = 3, out_channels: int = 3, kernel: int = 3) -> SkipNet:
+        """The light net of the JPEG notebook and of Double-DIP: [8, 16, 32, 64, 128], skips [0, 0, 0, 4, 4]."""
+        down, up, skip = SKIP_SMALL
+        return cls(input_depth, out_channels, down, up, skip, kernel_down=kernel, kernel_up=kernel)
+
+    @property
+    def multiple(self) -> int:
+        """Input sizes must be multiples of this."""
+        return 2**self.scales
+
+    def forward(self, z: Tensor) -> Tensor:
+        features = self.body(z)
+        # the output layer runs in float32 even under bfloat16 autocast: a bfloat16 sigmoid would
+        # quantise the image to ~1/255 steps
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return torch.sigmoid(self.head(features.float()))
+
+
+def working_size(shape: Sequence[int], multiple: int) -> tuple[int, int]:
+    """Smallest ``(H, W)`` ≥ ``shape``, divisible by ``multiple`` and ≥ 2·multiple.
+
+    The deepest scale then has at least 2×2 pixels, which reflection padding needs.
+
+    >>> working_size((100, 64), 32)
+    (128, 64)
+    """
+    return tuple(max(2 * multiple, math.ceil(s / multiple) * multiple) for s in shape[-2:])  # type: ignore[return-value]
+
+
+def centre_crop(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """The central ``shape`` window of ``x`` (a view when no crop is needed)."""
+    h, w = shape
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    if top == 0 and left == 0 and x.shape[-2] == h and x.shape[-1] == w:
+        return x
+    return x[..., top:top + h, left:left + w]
+
+
+def seed_from(generator: torch.Generator) -> int:
+    """A 63-bit seed drawn from ``generator`` (to seed weight init and noise streams)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def make_net(factory: Callable[[], SkipNet], seed: int, device: torch.device, channels_last: bool) -> SkipNet:
+    """Build ``factory()`` with its weights initialised under ``seed``, on ``device``, in train mode.
+
+    The global RNG is forked, so initialisation is reproducible and leaves the
+    caller's RNG state untouched. BatchNorm stays in train mode (batch
+    statistics), as in the official code.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = factory()
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net.train()
+
+
+def code_noise(depth: int, shape: Sequence[int], generator: torch.Generator, scale: float = 0.1) -> Tensor:
+    """The official DIP input: ``U(0, 1) · 0.1`` of ``depth`` channels (``get_noise(..., 'noise')``)."""
+    return torch.rand((1, depth, *shape), generator=generator) * scale
+
+
+# --- Double-DIP losses ------------------------------------------------------
+
+
+def _gradients(x: Tensor) -> tuple[Tensor, Tensor]:
+    return x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1]
+
+
+def _cross_channel(a: Tensor, b: Tensor) -> Tensor:
+    # mean over pixels of a_j² · b_i² for all 3×3 channel pairs, each to the power ¼, summed
+    prod = torch.einsum("njhw,nihw->nji", a * a, b * b) / (a.shape[-1] * a.shape[-2])
+    return prod.mean(0).clamp_min(1e-20).pow(0.25).sum()  # clamp: finite gradient at 0
+
+
+def exclusion_loss(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:
+    """Double-DIP's gradient exclusion between two layers over ``levels`` scales (2× average pooling).
+
+    Gradients are squashed by ``2·sigmoid(g) − 1``; each scale contributes the
+    ¼ power of the mean product of squared squashed gradients for every pair of
+    colour channels; x and y directions are averaged. Zero when the two layers
+    never have gradients at the same place.
+
+    >>> import torch
+    >>> round(float(exclusion_loss(torch.zeros(1, 3, 16, 16), torch.rand(1, 3, 16, 16))), 4)
+    0.0
+    >>> round(float(exclusion_loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))), 1)
+    0.1
+    """
+    total_x = x.new_zeros(())
+    total_y = x.new_zeros(())
+    for level in range(levels):
+        if level:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        if min(x.shape[-2:]) < 2:
+            break
+        gx1, gy1 = _gradients(x)
+        gx2, gy2 = _gradients(y)
+        total_x = total_x + _cross_channel(2 * torch.sigmoid(gx1) - 1, 2 * torch.sigmoid(gx2) - 1)
+        total_y = total_y + _cross_channel(2 * torch.sigmoid(gy1) - 1, 2 * torch.sigmoid(gy2) - 1)
+    pairs = levels * x.shape[1] * y.shape[1]
+    return (total_x / pairs + total_y / pairs) / 2
+
+
+def std_loss(x: Tensor) -> Tensor:
+    """Double-DIP's StdLoss: mean squared difference between the grey image and its 5×5 box blur.
+
+    Zero for a locally constant image (valid convolution, no padding).
+
+    >>> import torch
+    >>> round(float(std_loss(torch.full((1, 3, 8, 8), 0.3))), 6)
+    0.0
+    """
+    grey = x.mean(dim=1, keepdim=True) if x.shape[1] == 3 else x
+    blurred = F.avg_pool2d(grey, 5, stride=1)
+    return (grey[..., 2:-2, 2:-2] - blurred).pow(2).mean()
+
+
+# --- what the method may know about the degradation ---------------------------
+
+TASKS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
+
+
+def infer_task(obs: Observation) -> str:
+    """The restoration task of an observation, from what a method is given (never the clean image).
+
+    A mask means inpainting, a smaller observation super-resolution. An identity
+    operator is JPEG when the description or the operator name says so, else
+    denoising; any other operator is deblurring, ``multi`` when JPEG follows
+    the blur. (A ``task`` field on :class:`bench.api.Observation` would make
+    the description heuristic unnecessary.)
+
+    >>> import torch
+    >>> from degradations.multi import Multi
+    >>> infer_task(Multi().degrade(torch.rand(1, 3, 32, 32), torch.Generator()))
+    'multi'
+    """
+    op = obs.operator
+    if op.mask is not None:
+        return "inpaint"
+    if tuple(op.out_shape) != tuple(op.in_shape):
+        return "sr"
+    jpeg = "jpeg" in obs.description.lower() or "jpeg" in op.name.lower()
+    if op.name in ("identity", "diffjpeg"):
+        return "jpeg" if jpeg else "noise"
+    return "multi" if jpeg else "blur"
+
+
+def sr_factor(obs: Observation) -> int:
+    """Super-resolution factor ``in_shape / out_shape`` (1 when shapes agree)."""
+    return max(1, round(obs.operator.in_shape[0] / obs.operator.out_shape[0]))
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is fast here: CPUs with AVX512-BF16/AMX (oneDNN), never CUDA (TF32 there)."""
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def noise_buffer(depth: int, shape: Sequence[int], device: torch.device, channels_last: bool) -> Tensor:
+    """A buffer for the per-iteration input perturbation, in the layout the net runs in.
+
+    Drawn contiguously (``(1, H, W, C)`` viewed as channels-last ``(1, C, H, W)``):
+    the CPU normal sampler is vectorised only for contiguous tensors, ~7× faster.
+    """
+    h, w = shape
+    if channels_last:
+        return torch.empty(1, h, w, depth, device=device).permute(0, 3, 1, 2)
+    return torch.empty(1, depth, h, w, device=device)
+
+
+def fill_normal(buffer: Tensor, generator: torch.Generator) -> Tensor:
+    """Fill ``buffer`` (from :func:`noise_buffer`) with N(0, 1) draws in its storage order."""
+    base = buffer.permute(0, 2, 3, 1) if not buffer.is_contiguous() else buffer
+    base.normal_(generator=generator)
+    return buffer

@@ -141,24 +141,14 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
 
     html is one self-contained page: tables, figures (base64 PNG) and sortable per-image results."""
     from bench.report import render
-    from bench.store import DB_NAME, Store
 
-    if not (Path(results_dir) / DB_NAME).exists():
-        raise BenchError(f"no results in '{results_dir}'; run `bench run` first or pass --results-dir.")
-    store = Store(results_dir)
-    df = store.dataframe()
-    store.close()
+    df = _results_frame(results_dir)
     colors = None
     if fmt == "html" and figures:
         from bench.figures import store_colors
 
         colors = store_colors(df)  # from the whole store: the same colours as `bench figures`
-    if dataset:
-        df = df[df["dataset"] == dataset]
-    if profile:
-        df = df[df["profile"] == profile]
-    if df.empty:
-        raise BenchError("no results match the filters.")
+    df = _filter(df, dataset, profile)
     text = render(df, fmt, per_image=per_image or fmt == "html", methods=_csv(methods),
                   degradations=_csv(degradations), ci=ci, figures_root=results_dir if colors else None,
                   colors=colors)
@@ -264,6 +254,17 @@ def _results_frame(results_dir: str) -> Any:
         store.close()
 
 
+def _filter(df: Any, dataset: str | None, profile: str | None) -> Any:
+    """Rows of one dataset and/or profile; a clear error when nothing is left."""
+    if dataset:
+        df = df[df["dataset"] == dataset]
+    if profile:
+        df = df[df["profile"] == profile]
+    if df.empty:
+        raise BenchError("no results match the filters.")
+    return df
+
+
 @cli.group()
 def baseline() -> None:
     """Metric baselines for regression checks (compare with `bench check`)."""
@@ -329,12 +330,7 @@ def figures(out: str, results_dir: str, methods: str | None, degradations: str |
     df = _results_frame(results_dir)
     colors = store_colors(df)  # before filtering: a method keeps its colour everywhere
     df = _select(df, _csv(methods), _csv(degradations))
-    if dataset:
-        df = df[df["dataset"] == dataset]
-    if profile:
-        df = df[df["profile"] == profile]
-    if df.empty:
-        raise BenchError("no results match the filters.")
+    df = _filter(df, dataset, profile)
     kinds = tuple(_csv(formats))
     if not kinds or set(kinds) - {"png", "pdf", "svg"}:
         raise BenchError(f"--format '{formats}': use png, pdf and/or svg, comma-separated.")

@@ -87,6 +87,11 @@ class DeepImagePrior(Method):
     Inpainting uses 5000 iterations at lr 0.01 (the notebook's text-inpainting
     recipe, 6001, rounded as in the issue) on the standard net.
 
+    The quick budgets fit a CPU (~3 min per 256² image and task on one core)
+    and suffice for heavy noise, not for JPEG or ``multi``, whose inputs are
+    already good: there DIP needs the paper budget (measurements in
+    docs/dip.md).
+
     Every recipe entry is a parameter: a value other than the "auto" default
     (``0`` or ``-1``) overrides it, e.g. ``--set dip.iterations=500``
     (``iterations`` set explicitly is not scaled by the profile). Images whose

@@ -15,15 +15,6 @@ from bench.images import save_png
 from methods import _dae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine two OpenMP threads make small convolutions ~20× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _smooth_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """Random smooth colour images (low-pass noise): learnable in a few steps."""
     g = torch.Generator().manual_seed(seed)

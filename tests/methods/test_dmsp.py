@@ -18,15 +18,6 @@ from degradations.noise import Noise
 from methods.dmsp import DMSP, data_gradient, fill_missing, operator_gain
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine two OpenMP threads make small convolutions ~20× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _ctx(seed: int = 0) -> RestoreContext:
     return RestoreContext(generator=torch.Generator().manual_seed(seed), profile="smoke")
 

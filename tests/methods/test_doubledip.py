@@ -19,14 +19,6 @@ from methods.doubledip import DoubleDIP
 DEGRADATIONS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: one thread avoids OpenMP barrier stalls on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def observe(name: str, clean: torch.Tensor, seed: int = 0, **params) -> Observation:
     cls = get_degradation_class(name)

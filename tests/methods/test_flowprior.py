@@ -22,15 +22,6 @@ from methods._flow import Flow, FlowConfig, load_checkpoint, save_checkpoint
 from methods.flowprior import DEFAULT_CHECKPOINT, FlowPrior, Tiler, flowprior_trainer, split_holdout
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A small random (non-identity) flow: L=2, K=1, patches must be multiples of 4."""

@@ -22,14 +22,6 @@ from methods.srflow import DEFAULT_CHECKPOINTS, SRFlow4x, SRFlow8x, load_model, 
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: on a shared 2-core machine, thread hand-offs cost more than the maths."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _perturbed(cfg: SRFlowConfig, seed: int = 0) -> SRFlowNet:
     """A tiny network with every parameter moved off its (near-identity) initialisation."""

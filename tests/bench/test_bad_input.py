@@ -148,3 +148,15 @@ def test_failed_cells_show_as_missing_in_reports(tmp_path, monkeypatch):
     assert line.split("|")[3].strip() == "–", line  # identity column is missing, not a number
     assert "wrong" not in table
     assert Store(tmp_path).rows(status="failed")[0]["error"] == "ValueError: method returned shape (1, 3, 7, 7), expected (1, 3, 64, 64)"
+
+
+def test_image_smaller_than_the_flow_prior_patch(monkeypatch, capsys, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    save_png(np.random.default_rng(0).random((40, 40, 3)).astype(np.float32), folder / "tiny40.png")
+    code, out, err = run_cli(monkeypatch, capsys, "run", "--dataset", f"folder:{folder}", "--methods", "flowprior",
+                             "--degradations", "noise", "--profile", "quick", "--no-lpips", "--no-progress",
+                             "--results-dir", str(tmp_path / "res"))
+    assert code == 1 and "failed 1" in out
+    assert ("failed: flowprior on noise/tiny40: ValueError: flowprior restores 64×64 patches but the image is "
+            "40×40 px; use images or crops of at least 64 px (e.g. --crop 64)") in err

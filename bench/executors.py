@@ -96,10 +96,15 @@ class SerialExecutor:
         from bench.runner import execute_cell
 
         metrics = MetricSuite(lpips=self.config.lpips, device=self.config.device)
+        last_key, last_y = None, None  # cells come grouped by observation: read each one once
         for cell in cells:
-            cached = self.store.get_degraded(cell.degraded_key)
-            cached_y = read_png(self.store.image_file(cached)) if cached else None
-            yield cell, execute_cell(cell, metrics, self.config.device, self.config.progress, cached_y)
+            if cell.degraded_key != last_key:
+                cached = self.store.get_degraded(cell.degraded_key)
+                last_key, last_y = cell.degraded_key, read_png(self.store.image_file(cached)) if cached else None
+            row = execute_cell(cell, metrics, self.config.device, self.config.progress, last_y)
+            if last_y is None and "_degraded" in row:
+                last_y = row["_degraded"].astype("float32") / 255.0
+            yield cell, row
 
     def close(self) -> None:
         pass

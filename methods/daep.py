@@ -9,7 +9,7 @@ import torch
 from bench.api import RestoreContext, Tensor
 from bench.registry import register_method
 from methods import _dae
-from methods.dmsp import DAEPriorMethod, _validate, _weights_version
+from methods.dmsp import DMSP, DAEPriorMethod, _weights_version
 
 
 @register_method("daep")
@@ -39,19 +39,11 @@ class DAEP(DAEPriorMethod):
     """
 
     @dataclass
-    class Params:
-        checkpoint: str = ""
-        iterations: int = 300
-        step: float = 0.1
-        momentum: float = 0.9
+    class Params(DMSP.Params):
         gamma: float = 27.5
-        sigma_dae: float = 0.0
-        noise_blind: bool = False
-        sigma_min: float = 1.0
-        init_fill: bool = True
 
         def __post_init__(self) -> None:
-            _validate(self)
+            super().__post_init__()
             if not self.gamma > 0:
                 raise ValueError(f"gamma={self.gamma} must be > 0 (prior weight; official 27.5)")
 

@@ -2,7 +2,8 @@
 
 The grid is methods × degradations × images × seeds. Each cell's cache key
 hashes the method (name, effective parameters, code version), the degradation
-(name, parameters, code version), the image content, the seed and the profile,
+(name, parameters, code version), the image content, the seed and the profile;
+file parameters (``checkpoint=...``) count by their content hash, not their path,
 so re-running recomputes nothing and changing one parameter recomputes only the
 cells that depend on it. :func:`compute_cell` is a pure function of its inputs
 (it never writes), so executors can run it anywhere; the caller is the single
@@ -28,6 +29,7 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +60,42 @@ class PluginInstance:
     params: dict[str, Any]
     label: str
     version: str
+    files: dict[str, str] = field(default_factory=dict)
 
     def key_data(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params, "version": self.version}
+        data = {"name": self.name, "params": self.params, "version": self.version}
+        if self.files:  # only when set, so keys of runs without file parameters stay as they were
+            data["files"] = self.files
+        return data
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def is_file_parameter(name: str) -> bool:
+    """Parameters that name a file whose *content* defines the result (``checkpoint``, ``*_checkpoint``, ``*_file``)."""
+    return name == "checkpoint" or name.endswith(("_checkpoint", "_file"))
+
+
+def file_digests(params: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every existing file named by a file parameter, so the cache follows the file, not its path.
+
+    A checkpoint re-trained in place gets new cells instead of stale cached ones.
+    Missing files are left out (the plugin reports them when it runs).
+    """
+    out = {}
+    for name, value in params.items():
+        if not (is_file_parameter(name) and isinstance(value, str) and value):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        memo = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if memo not in _FILE_DIGESTS:
+            _FILE_DIGESTS[memo] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        out[name] = _FILE_DIGESTS[memo]
+    return out
 
 
 def code_version(cls: type) -> str:
@@ -87,8 +122,9 @@ def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str) -
         label = name
         if len(grid) > 1:
             label = name + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+        values = params_to_dict(params)
         instances.append(
-            PluginInstance(kind, name, cls(params), params_to_dict(params), label, code_version(cls))
+            PluginInstance(kind, name, cls(params), values, label, code_version(cls), file_digests(values))
         )
     return instances
 

@@ -161,3 +161,20 @@ def test_compute_cell_output_matches_stored_png(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert compute_cell  # public entry point for executors
     assert np.isfinite(row["seconds"])
+
+
+def test_checkpoint_parameters_are_keyed_by_content_not_path(tmp_path):
+    from bench.runner import instantiate
+
+    path = tmp_path / "prior.pt"
+
+    def key(content: bytes) -> dict:
+        path.write_bytes(content)
+        return instantiate("method", "flowprior", {"checkpoint": str(path)}, "smoke")[0].key_data()
+
+    first, retrained, same_again = key(b"weights A"), key(b"weights B"), key(b"weights A")
+    assert first["params"] == retrained["params"]  # same path ...
+    assert first["files"] != retrained["files"]  # ... different content: different cells
+    assert first == same_again
+    # no file parameter set: the key has no "files" entry (keys of earlier runs stay valid)
+    assert "files" not in instantiate("method", "flowprior", {}, "smoke")[0].key_data()

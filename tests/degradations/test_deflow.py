@@ -1,0 +1,233 @@
+"""DeFlow: the conditional flow, the trainer, the ``deflow`` degradation, and a small learning demonstration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from bench.api import quantize
+from bench.cli import cli
+from bench.errors import CheckpointError, ParameterError
+from bench.params import build_params
+from degradations._deflow import (
+    DeFlowNet,
+    TrainOptions,
+    get_config,
+    load_deflow,
+    nll_bits_per_dim,
+    save_deflow,
+    train_deflow,
+)
+from degradations.deflow import DeFlow
+from degradations.jpeg import pillow_jpeg
+
+SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+
+# the hidden degradation of the demonstration: signal-dependent Gaussian noise, then JPEG
+NOISE_A, NOISE_B, JPEG_QUALITY = 0.01, 0.0004, 60
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def hidden_degradation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    std = torch.sqrt(NOISE_A * x + NOISE_B)
+    return pillow_jpeg(quantize(x + std * torch.randn(x.shape, generator=generator)), JPEG_QUALITY)
+
+
+def save_png(x: torch.Tensor, path: Path) -> None:
+    Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+
+
+def load_png(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top = int(torch.randint(h - size + 1, (1,), generator=generator))
+    left = int(torch.randint(w - size + 1, (1,), generator=generator))
+    return x[..., top : top + size, left : left + size]
+
+
+def radial_power(residual: torch.Tensor, bins: int = 16) -> torch.Tensor:
+    """Radially averaged power spectrum of a batch of residuals (mean over images and channels)."""
+    centred = residual - residual.mean((-2, -1), keepdim=True)
+    power = torch.fft.fft2(centred.double()).abs().pow(2).mean((0, 1))
+    fy, fx = torch.fft.fftfreq(power.shape[0]), torch.fft.fftfreq(power.shape[1])
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    index = (radius / radius.max() * (bins - 1)).round().long()
+    return torch.stack([power[index == b].mean() for b in range(bins)])
+
+
+def log_spectrum_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((radial_power(a).log() - radial_power(b).log()).abs().mean())
+
+
+def tiny_checkpoint(path: Path, sigma: float = 0.02) -> Path:
+    torch.manual_seed(0)
+    save_deflow(path, DeFlowNet(get_config("tiny")), {"effective_sigma": {"heat0": 0.0, "heat1": sigma}})
+    return path
+
+
+def synthetic_folder(folder: Path, count: int, seed: int, size: int = 40) -> Path:
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(seed)
+    for i in range(count):
+        save_png(torch.rand(1, 3, size, size, generator=g), folder / f"{i}.png")
+    return folder
+
+
+# --------------------------------------------------------------------------- the demonstration
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Unpaired folders from bsd200 + yang91 (disjoint images: clean / hidden-degraded), a tiny DeFlow.
+
+    Trained for a fixed number of steps with a fixed seed (~1 min on one core), so the result does
+    not depend on the machine's speed.
+    """
+    sources = [SHARED / "data" / "train" / name for name in ("bsd200", "yang91")]
+    if not all(source.is_dir() for source in sources):
+        pytest.skip(f"{sources[0].parent} not found: shared research data is not checked out beside the project")
+    root = tmp_path_factory.mktemp("deflow")
+    files = [path for source in sources for path in sorted(source.glob("*.png"))]
+    images = [image for image in map(load_png, files) if min(image.shape[-2:]) >= 96]
+    g = torch.Generator().manual_seed(0)
+    images = [images[i] for i in torch.randperm(len(images), generator=g).tolist()]
+    (root / "clean").mkdir()
+    (root / "degraded").mkdir()
+    n = 135
+    for i, image in enumerate(images[:n]):
+        save_png(random_crop(image, 96, g), root / "clean" / f"{i}.png")
+    for i, image in enumerate(images[n : 2 * n]):
+        save_png(hidden_degradation(random_crop(image, 96, g), g), root / "degraded" / f"{i}.png")
+    # held-out clean crops from images in neither folder
+    held_out = torch.cat([random_crop(image, 64, g) for image in images[2 * n : 2 * n + 24]])
+    out = root / "deflow.pt"
+    options = TrainOptions(clean=(str(root / "clean"),), degraded=(str(root / "degraded"),), out=str(out),
+                           config="tiny", steps=1000, patch=48, lr=1e-3, seed=0, max_minutes=None,
+                           save_every=1000, val_fraction=0.1, progress=False)
+    record = train_deflow(options)
+    return out, held_out, record
+
+
+def test_learned_degradation_matches_hidden_noise_level_and_spectrum(demo):
+    checkpoint, clean, record = demo
+    hidden_residual = hidden_degradation(clean, torch.Generator().manual_seed(1)) - clean
+    d = DeFlow(DeFlow.Params(checkpoint=str(checkpoint)))
+    learned = torch.cat([d.degrade(x[None], torch.Generator().manual_seed(i)).y for i, x in enumerate(clean)])
+    learned_residual = learned - clean
+    ratio = float(learned_residual.std() / hidden_residual.std())
+    assert 0.7 <= ratio <= 1.3, f"learned residual std / hidden = {ratio:.3f} (record {record})"
+    white = torch.randn(hidden_residual.shape, generator=torch.Generator().manual_seed(2)) * hidden_residual.std()
+    learned_distance = log_spectrum_distance(learned_residual, hidden_residual)
+    white_distance = log_spectrum_distance(white, hidden_residual)
+    assert learned_distance < white_distance, (learned_distance, white_distance)
+    # the operator's effective σ was measured on held-out clean patches at the end of training
+    assert d.make_operator((64, 64), torch.Generator()).sigma == pytest.approx(record["sigma_heat1"], rel=1e-6)
+
+
+# --------------------------------------------------------------------------- unit tests
+
+
+def test_conditional_flow_is_invertible():
+    torch.manual_seed(0)
+    net = DeFlowNet(get_config("tiny")).train()
+    x = torch.rand(4, 3, 32, 32)
+    nll_bits_per_dim(net, x[:2], x[2:])  # ActNorm data initialisation, so the flow is not the identity
+    net.eval()
+    eps, _, cond = net.encode(x, torch.tensor([False, True, False, True]))
+    assert (net.decode(eps, cond) - x).abs().max() < 1e-4
+
+
+def test_nll_decreases_on_tiny_data():
+    torch.manual_seed(0)
+    net = DeFlowNet(get_config("tiny")).train()
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(4, 3, 16, 16, generator=g) * 0.5 + 0.25
+    degraded = quantize(clean.flip(0) + 0.05 * torch.randn(clean.shape, generator=g))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        bc, bd = nll_bits_per_dim(net, clean, degraded, torch.Generator().manual_seed(1))
+        optimizer.zero_grad()
+        (bc + bd).backward()
+        optimizer.step()
+        losses.append(float(bc + bd))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_same_seed_gives_same_degraded_image(tmp_path):
+    d = DeFlow(DeFlow.Params(checkpoint=str(tiny_checkpoint(tmp_path / "t.pt"))))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = d.degrade(x, torch.Generator().manual_seed(3)).y
+    b = d.degrade(x, torch.Generator().manual_seed(3)).y
+    c = d.degrade(x, torch.Generator().manual_seed(4)).y
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(torch.round(a * 255) / 255, a) and a.min() >= 0 and a.max() <= 1
+    assert d.degrade(x, torch.Generator()).sigma == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("size", [(70, 66), (64, 64), (256, 256)])
+def test_any_size_is_padded_and_cropped_back(tmp_path, size):
+    d = DeFlow(DeFlow.Params(checkpoint=str(tiny_checkpoint(tmp_path / "t.pt"))))
+    obs = d.degrade(torch.rand(1, 3, *size), torch.Generator().manual_seed(0))
+    assert tuple(obs.y.shape) == (1, 3, *size) and bool(torch.isfinite(obs.y).all())
+
+
+def test_empty_checkpoint_and_bad_params_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match=r"bench train deflow --clean DIR --degraded DIR --out FILE.*"
+                                              r"--set deflow.checkpoint=FILE"):
+        DeFlow().degrade(torch.rand(1, 3, 16, 16), torch.Generator())
+    with pytest.raises(ParameterError, match="heat=-1.0 must be >= 0"):
+        build_params(DeFlow.Params, {"heat": -1}, "deflow")
+    with pytest.raises(CheckpointError, match="does not exist.*bench train deflow"):
+        DeFlow(DeFlow.Params(checkpoint=str(tmp_path / "missing.pt"))).degrade(torch.rand(1, 3, 16, 16),
+                                                                                torch.Generator())
+    (tmp_path / "other.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        DeFlow(DeFlow.Params(checkpoint=str(tmp_path / "other.pt"))).degrade(torch.rand(1, 3, 16, 16),
+                                                                              torch.Generator())
+
+
+def test_trainer_checkpoint_round_trip_and_resume(tmp_path):
+    clean = synthetic_folder(tmp_path / "clean", 6, seed=0)
+    degraded = synthetic_folder(tmp_path / "degraded", 6, seed=1)
+    out = tmp_path / "m.pt"
+    args = ["train", "deflow", "--clean", str(clean), "--degraded", str(degraded), "--out", str(out),
+            "--config", "tiny", "--patch", "16", "--batch", "2", "--save-every", "2", "--no-progress",
+            "--val-fraction", "0.3"]
+    result = CliRunner().invoke(cli, [*args, "--steps", "3"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    net, data = load_deflow(out)
+    assert data["step"] == 3 and data["format"] == "restoration-bench/deflow-v1"
+    assert data["config"] == get_config("tiny").to_dict()
+    assert data["effective_sigma"]["heat1"] > 0 and "val_bpd_clean" in data["last"]
+    assert (tmp_path / "m.pt.log.jsonl").read_text().count("\n") == 2
+    result = CliRunner().invoke(cli, [*args, "--steps", "5", "--resume"], catch_exceptions=False)
+    assert "resumed" in result.output and load_deflow(out)[1]["step"] == 5
+    bad = CliRunner().invoke(cli, [*args[:-2], "--patch", "12"])
+    assert bad.exit_code == 2 and "multiple of 16" in bad.output
+
+
+def test_cli_run_end_to_end(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "t.pt")
+    result = CliRunner().invoke(cli, ["run", "--degradations", "deflow", "--set", f"deflow.checkpoint={checkpoint}",
+                                      "--methods", "identity", "--dataset", "builtin", "--limit", "1", "--profile",
+                                      "smoke", "--results-dir", str(tmp_path / "res"), "--no-progress", "--no-lpips"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "computed 1, cached 0, failed 0" in result.output

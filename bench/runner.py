@@ -29,9 +29,9 @@ import resource
 import sys
 import time
 import traceback
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np

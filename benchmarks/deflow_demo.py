@@ -20,43 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from bench.api import quantize
 from degradations._deflow import TrainOptions, load_deflow, train_deflow
-from degradations.jpeg import pillow_jpeg
+from degradations._deflow_demo import hidden_degradation, load_png, radial_power, random_crop, save_png
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
-
-
-def hidden_degradation(x: torch.Tensor, generator: torch.Generator, a: float, b: float, quality: int) -> torch.Tensor:
-    std = torch.sqrt(a * x + b)
-    return pillow_jpeg(quantize(x + std * torch.randn(x.shape, generator=generator)), quality)
-
-
-def load_png(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def save_png(x: torch.Tensor, path: Path) -> None:
-    Image.fromarray((x[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)).save(path)
-
-
-def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top = int(torch.randint(h - size + 1, (1,), generator=generator))
-    left = int(torch.randint(w - size + 1, (1,), generator=generator))
-    return x[..., top : top + size, left : left + size]
-
-
-def radial_power(residual: torch.Tensor, bins: int = 24) -> torch.Tensor:
-    """Radially averaged power spectrum (mean over images and channels)."""
-    centred = residual - residual.mean((-2, -1), keepdim=True)
-    power = torch.fft.fft2(centred.double()).abs().pow(2).mean((0, 1))
-    fy, fx = torch.fft.fftfreq(power.shape[0]), torch.fft.fftfreq(power.shape[1])
-    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    index = (radius / radius.max() * (bins - 1)).round().long()
-    return torch.stack([power[index == k].mean() for k in range(bins)])
 
 
 def build_folders(root: Path, args: argparse.Namespace) -> torch.Tensor:
@@ -113,7 +82,7 @@ def main() -> None:
     learned = torch.cat([quantize(net.translate(x[None], 1.0, g)) for x in clean])
     r_hidden, r_learned = hidden - clean, learned - clean
     r_white = torch.randn(clean.shape, generator=torch.Generator().manual_seed(3)) * r_hidden.std()
-    p_hidden, p_learned, p_white = (radial_power(r) for r in (r_hidden, r_learned, r_white))
+    p_hidden, p_learned, p_white = (radial_power(r, bins=24) for r in (r_hidden, r_learned, r_white))
 
     def distance(p: torch.Tensor) -> float:
         return float((p.log() - p_hidden.log()).abs().mean())

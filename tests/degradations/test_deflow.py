@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 from bench.api import quantize
 from bench.cli import cli
@@ -24,8 +22,8 @@ from degradations._deflow import (
     save_deflow,
     train_deflow,
 )
+from degradations._deflow_demo import hidden_degradation, load_png, log_spectrum_distance, random_crop, save_png
 from degradations.deflow import DeFlow
-from degradations.jpeg import pillow_jpeg
 
 SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 
@@ -33,46 +31,7 @@ SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parents[3]
 NOISE_A, NOISE_B, JPEG_QUALITY = 0.01, 0.0004, 60
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def hidden_degradation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    std = torch.sqrt(NOISE_A * x + NOISE_B)
-    return pillow_jpeg(quantize(x + std * torch.randn(x.shape, generator=generator)), JPEG_QUALITY)
-
-
-def save_png(x: torch.Tensor, path: Path) -> None:
-    Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
-
-
-def load_png(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top = int(torch.randint(h - size + 1, (1,), generator=generator))
-    left = int(torch.randint(w - size + 1, (1,), generator=generator))
-    return x[..., top : top + size, left : left + size]
-
-
-def radial_power(residual: torch.Tensor, bins: int = 16) -> torch.Tensor:
-    """Radially averaged power spectrum of a batch of residuals (mean over images and channels)."""
-    centred = residual - residual.mean((-2, -1), keepdim=True)
-    power = torch.fft.fft2(centred.double()).abs().pow(2).mean((0, 1))
-    fy, fx = torch.fft.fftfreq(power.shape[0]), torch.fft.fftfreq(power.shape[1])
-    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    index = (radius / radius.max() * (bins - 1)).round().long()
-    return torch.stack([power[index == b].mean() for b in range(bins)])
-
-
-def log_spectrum_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((radial_power(a).log() - radial_power(b).log()).abs().mean())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_checkpoint(path: Path, sigma: float = 0.02) -> Path:
@@ -113,7 +72,8 @@ def demo(tmp_path_factory):
     for i, image in enumerate(images[:n]):
         save_png(random_crop(image, 96, g), root / "clean" / f"{i}.png")
     for i, image in enumerate(images[n : 2 * n]):
-        save_png(hidden_degradation(random_crop(image, 96, g), g), root / "degraded" / f"{i}.png")
+        degraded = hidden_degradation(random_crop(image, 96, g), g, NOISE_A, NOISE_B, JPEG_QUALITY)
+        save_png(degraded, root / "degraded" / f"{i}.png")
     # held-out clean crops from images in neither folder
     held_out = torch.cat([random_crop(image, 64, g) for image in images[2 * n : 2 * n + 24]])
     out = root / "deflow.pt"
@@ -126,7 +86,8 @@ def demo(tmp_path_factory):
 
 def test_learned_degradation_matches_hidden_noise_level_and_spectrum(demo):
     checkpoint, clean, record = demo
-    hidden_residual = hidden_degradation(clean, torch.Generator().manual_seed(1)) - clean
+    hidden = hidden_degradation(clean, torch.Generator().manual_seed(1), NOISE_A, NOISE_B, JPEG_QUALITY)
+    hidden_residual = hidden - clean
     d = DeFlow(DeFlow.Params(checkpoint=str(checkpoint)))
     learned = torch.cat([d.degrade(x[None], torch.Generator().manual_seed(i)).y for i, x in enumerate(clean)])
     learned_residual = learned - clean

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -70,3 +71,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(payload).__name__}, expected a dict.")
     return payload
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_version(path: str | os.PathLike) -> tuple[str, int, int]:
+    """``(resolved path, mtime_ns, size)``: keys in-memory caches of loaded files, so a file
+    rewritten in place is loaded again (a missing file gets a key of its own; loading it then fails)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return str(path.resolve()), 0, -1
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def weights_version(path: str | os.PathLike) -> str:
+    """Short content hash of packaged weights, for a plugin's ``version`` (so cached results follow them)."""
+    return sha256_file(path)[:16] if Path(path).is_file() else "no-weights"

@@ -39,6 +39,7 @@ import torch
 
 from bench import __version__
 from bench.api import Degradation, Method, Observation, RestoreContext
+from bench.checkpoints import file_version, sha256_file
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
 from bench.metrics import MetricSuite, psnr
@@ -69,7 +70,7 @@ class PluginInstance:
         return data
 
 
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # file_version -> short sha256
 
 
 def is_file_parameter(name: str) -> bool:
@@ -90,10 +91,9 @@ def file_digests(params: dict[str, Any]) -> dict[str, str]:
         path = Path(value).expanduser()
         if not path.is_file():
             continue
-        stat = path.stat()
-        memo = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        memo = file_version(path)
         if memo not in _FILE_DIGESTS:
-            _FILE_DIGESTS[memo] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            _FILE_DIGESTS[memo] = sha256_file(path)[:16]
         out[name] = _FILE_DIGESTS[memo]
     return out
 

@@ -17,11 +17,12 @@ import click
 import torch
 
 from bench.api import Degradation, Operator, Tensor, quantize
+from bench.checkpoints import file_version
 from bench.errors import CheckpointError
 from bench.registry import register_degradation, register_trainer
 from degradations._deflow import CONFIGS, TRAIN_HINT, DeFlowNet, TrainOptions, load_deflow, train_deflow
 
-_MODELS: dict[tuple[str, float], tuple[DeFlowNet, dict[str, float]]] = {}
+_MODELS: dict[tuple[str, int, int], tuple[DeFlowNet, dict[str, float]]] = {}
 
 
 def load_model(checkpoint: str) -> tuple[DeFlowNet, dict[str, float]]:
@@ -29,7 +30,7 @@ def load_model(checkpoint: str) -> tuple[DeFlowNet, dict[str, float]]:
     if not checkpoint:
         raise CheckpointError(f"deflow.checkpoint is empty: {TRAIN_HINT}.")
     path = Path(checkpoint).expanduser()
-    key = (str(path.resolve()), path.stat().st_mtime if path.is_file() else 0.0)
+    key = file_version(path)
     if key not in _MODELS:
         net, data = load_deflow(path)
         net.requires_grad_(False)

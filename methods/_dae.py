@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from bench import checkpoints
+from bench.checkpoints import sha256_file
 from bench.errors import BenchError, CheckpointError, ImageError
 from bench.images import load_image
 
@@ -91,14 +91,6 @@ class DAE(nn.Module):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_checkpoint(sigma: int) -> Path:
     """The packaged weights for training noise ``sigma`` (0-255 scale)."""
     return WEIGHTS_DIR / f"dae_sigma{int(sigma)}.pt"
@@ -142,8 +134,7 @@ def _read_payload(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     hint = "retrain it with `bench train dae` or point --set <method>.checkpoint=PATH at a valid file"
     if not path.is_file():
         raise CheckpointError(f"DAE checkpoint '{path}' does not exist; {hint}.")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    key = checkpoints.file_version(path)
     if key in _CACHE:
         return _CACHE[key]
     try:

@@ -236,6 +236,13 @@ def std_loss(x: Tensor) -> Tensor:
 
 TASKS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
 
+# DIP and Double-DIP profiles: a fraction of the paper's per-task iteration counts
+ITERATION_PROFILES = {
+    "smoke": {"iteration_scale": 0.01},
+    "quick": {"iteration_scale": 0.1},
+    "paper": {"iteration_scale": 1.0},
+}
+
 
 def infer_task(obs: Observation) -> str:
     """The restoration task of an observation, from what a method is given (never the clean image).

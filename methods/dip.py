@@ -137,11 +137,7 @@ class DeepImagePrior(Method):
             if not 0 <= self.ema < 1:
                 raise ValueError(f"ema={self.ema} must be in [0, 1), e.g. 0.99")
 
-    profiles = {
-        "smoke": {"iteration_scale": 0.01},
-        "quick": {"iteration_scale": 0.1},
-        "paper": {"iteration_scale": 1.0},
-    }
+    profiles = nets.ITERATION_PROFILES
     depends_on = (nets,)
 
     def resolve(self, obs: Observation) -> dict[str, Any]:

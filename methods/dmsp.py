@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import Method, Observation, Operator, RestoreContext, Tensor
+from bench.checkpoints import weights_version
 from bench.registry import register_method
 from methods import _dae
 
@@ -158,8 +159,7 @@ def _validate(params: Any) -> None:
 
 def _weights_version(sigma: int) -> str:
     """Digest of the packaged weights, so retrained weights invalidate cached results."""
-    path = _dae.default_checkpoint(sigma)
-    return _dae.sha256_file(path)[:16] if path.is_file() else "no-weights"
+    return weights_version(_dae.default_checkpoint(sigma))
 
 
 @register_method("dmsp")
@@ -177,7 +177,7 @@ class DMSP(DAEPriorMethod):
     Iterations by profile: smoke 8, quick 100, paper 300 (the paper's count).
     The default network is the packaged CPU variant (12 layers, 32 channels,
     ``methods/weights/dae_sigma11.md``); ``checkpoint=PATH`` selects another
-    (a cached result is keyed by the path, not the file's content).
+    (cached results are keyed by the file's content).
 
     Example:
         >>> import torch

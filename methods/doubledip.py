@@ -116,11 +116,7 @@ class DoubleDIP(Method):
             if not 0 <= self.warmup < 1:
                 raise ValueError(f"warmup={self.warmup} must be in [0, 1), a fraction of the iterations")
 
-    profiles = {
-        "smoke": {"iteration_scale": 0.01},
-        "quick": {"iteration_scale": 0.1},
-        "paper": {"iteration_scale": 1.0},
-    }
+    profiles = nets.ITERATION_PROFILES
     depends_on = (nets,)
 
     def resolve(self, obs: Observation) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.api import Method, Observation, RestoreContext, Tensor
+from bench.checkpoints import file_version, weights_version
 from bench.registry import register_method, register_trainer
 from methods import _flow
 from methods._flow import CONFIGS, Flow, LossWeights, bits_per_dim, get_config, load_checkpoint, save_checkpoint
@@ -355,20 +356,16 @@ class Tiler:
 
 def _checkpoint_version() -> str:
     """Content hash of the packaged weights, so cached results follow the shipped checkpoint."""
-    import hashlib
-
-    if not DEFAULT_CHECKPOINT.is_file():
-        return "weights:missing"
-    return "weights:" + hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()[:16]
+    return "weights:" + weights_version(DEFAULT_CHECKPOINT)
 
 
-_FLOWS: dict[tuple[str, float], Flow] = {}
+_FLOWS: dict[tuple[str, int, int], Flow] = {}
 
 
 def load_flow(checkpoint: str = "") -> Flow:
     """The flow of ``checkpoint`` ("" = the packaged default), in eval mode, cached, frozen."""
     path = Path(checkpoint).expanduser() if checkpoint else DEFAULT_CHECKPOINT
-    key = (str(path.resolve()), path.stat().st_mtime if path.is_file() else 0.0)
+    key = file_version(path)
     if key not in _FLOWS:
         flow, _ = load_checkpoint(path)
         flow.requires_grad_(False)  # only the latents are optimised

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import Method, Observation, RestoreContext, Tensor, quantize
-from bench.checkpoints import load_checkpoint, save_checkpoint
+from bench.checkpoints import file_version, load_checkpoint, save_checkpoint, weights_version
 from bench.errors import CheckpointError
 from bench.registry import register_method, register_trainer
 from degradations.sr import bicubic_down, bicubic_up
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINTS = {4: WEIGHTS_DIR / "srflow4x_small.pt", 8: WEIGHTS_DIR / "srflow8x_small.pt"}
-_MODELS: dict[tuple[str, int, float], SRFlowNet] = {}
+_MODELS: dict[tuple[str, int, int, int], SRFlowNet] = {}
 _MIN_HEAT = 0.05  # below this, a diverging sample falls back to heat 0
 
 
@@ -77,7 +77,7 @@ def model_from_payload(payload: dict[str, Any], scale: int, source: str = "check
 def load_model(path: str | Path, scale: int) -> SRFlowNet:
     """Load (and cache per file and modification time) an SRFlow checkpoint, weights_only."""
     path = Path(path)
-    key = (str(path.resolve()), scale, path.stat().st_mtime if path.exists() else 0.0)
+    key = (*file_version(path), scale)
     if key not in _MODELS:
         _MODELS[key] = model_from_payload(load_checkpoint(path), scale, source=f"checkpoint '{path}'")
     return _MODELS[key]
@@ -159,6 +159,7 @@ class SRFlow4x(_SRFlowBase):
     """
 
     factor = 4
+    version = weights_version(DEFAULT_CHECKPOINTS[4])  # cached results follow the packaged weights
 
 
 @register_method("srflow8x")
@@ -177,6 +178,7 @@ class SRFlow8x(_SRFlowBase):
     """
 
     factor = 8
+    version = weights_version(DEFAULT_CHECKPOINTS[8])
 
 
 # --------------------------------------------------------------------------- training

@@ -1,7 +1,7 @@
-"""The interfaces plugins implement: forward operators, degradations and methods.
+"""The interfaces plugins implement: degradations and methods (physics re-exported from :mod:`bench.physics`).
 
-Physics (the forward operator ``A`` and its noise level) is kept apart from the
-restoration methods, as in deepinv. A degradation draws its random parts (blur
+Physics (the forward operator ``A`` and its noise level, :mod:`bench.physics`) is
+kept apart from the restoration methods, as in deepinv. A degradation draws its random parts (blur
 kernel, inpainting mask) to build an :class:`Operator`, then simulates the
 observation ``y = A(x) + noise``. A method receives only the :class:`Observation`
 (``y``, ``A``, the noise level) and a :class:`RestoreContext`; never the clean
@@ -17,91 +17,26 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-Tensor = torch.Tensor
+# Re-exported so plugins keep writing ``from bench.api import Operator, quantize``.
+from bench.physics.operator import TASKS, Observation, Operator, Tensor, quantize
 
-
-class Operator:
-    """A differentiable forward operator ``A`` with the observation's noise level.
-
-    Args:
-        forward: maps a clean image batch ``(N, 3, H, W)`` in [0, 1] to the
-            observation space; must be differentiable (autograd gives ``A^T``).
-        in_shape: ``(H, W)`` of clean images.
-        out_shape: ``(h, w)`` of observations.
-        sigma: effective standard deviation of the observation noise on the
-            [0, 1] scale (includes model error for approximate operators).
-        mask: optional observation mask (1 = observed), same shape as ``y``.
-        initializer: maps ``y`` to a first estimate in image space (defaults to
-            ``y`` when shapes agree; super-resolution uses bicubic upsampling).
-
-    Example:
-        >>> import torch
-        >>> op = Operator(lambda x: 2 * x, in_shape=(4, 4), out_shape=(4, 4), sigma=0.0)
-        >>> float(op(torch.ones(1, 3, 4, 4)).mean())
-        2.0
-    """
-
-    def __init__(
-        self,
-        forward: Callable[[Tensor], Tensor],
-        in_shape: tuple[int, int],
-        out_shape: tuple[int, int],
-        sigma: float,
-        mask: Tensor | None = None,
-        initializer: Callable[[Tensor], Tensor] | None = None,
-        name: str = "A",
-    ):
-        self._forward = forward
-        self.in_shape = tuple(in_shape)
-        self.out_shape = tuple(out_shape)
-        self.sigma = float(sigma)
-        self.mask = mask
-        self._initializer = initializer
-        self.name = name
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self._forward(x)
-
-    def init(self, y: Tensor) -> Tensor:
-        """A first estimate of the clean image from ``y`` (no clean data used)."""
-        if self._initializer is not None:
-            return self._initializer(y)
-        if tuple(y.shape[-2:]) != self.in_shape:
-            raise ValueError(f"operator {self.name} needs an initializer for shape change")
-        return y.clone()
-
-    def data_residual(self, x: Tensor, y: Tensor) -> Tensor:
-        """``A(x) - y``, masked where the operator has a mask."""
-        residual = self(x) - y
-        if self.mask is not None:
-            residual = residual * self.mask
-        return residual
-
-    def to(self, device: torch.device | str) -> Operator:
-        """Move the mask to ``device``; the forward closure moves its own tensors."""
-        if self.mask is not None:
-            self.mask = self.mask.to(device)
-        return self
-
-
-@dataclass
-class Observation:
-    """What a method is given: the degraded image and the physics that made it."""
-
-    y: Tensor
-    operator: Operator
-    description: str = ""
-
-    @property
-    def sigma(self) -> float:
-        """Effective noise standard deviation on the [0, 1] scale."""
-        return self.operator.sigma
+__all__ = [
+    "TASKS",
+    "Degradation",
+    "Method",
+    "Observation",
+    "Operator",
+    "Plugin",
+    "RestoreContext",
+    "Tensor",
+    "quantize",
+]
 
 
 @dataclass
@@ -111,6 +46,14 @@ class RestoreContext:
     ``generator`` is the only source of randomness a method may use; it is seeded
     from the cell's seed so results reproduce. ``trace`` collects diagnostics
     (e.g. the data-term loss per iteration) stored with the result.
+
+    Example:
+        >>> import torch
+        >>> ctx = RestoreContext(generator=torch.Generator().manual_seed(0))
+        >>> for _ in ctx.iterations(2):
+        ...     ctx.log("loss", 0.5)
+        >>> ctx.trace, tuple(ctx.randn(1, 3).shape)
+        ({'loss': [0.5, 0.5]}, (1, 3))
     """
 
     generator: torch.Generator
@@ -144,7 +87,14 @@ class _NoParams:
 
 
 class Plugin:
-    """Shared behaviour of methods and degradations: a name and parameters."""
+    """Shared behaviour of methods and degradations: a name and parameters.
+
+    Example:
+        >>> class Demo(Plugin):
+        ...     'A demo plugin.'
+        >>> Demo.summary(), repr(Demo())
+        ('A demo plugin.', 'Demo(_NoParams())')
+    """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type] = _NoParams
@@ -169,10 +119,24 @@ class Degradation(Plugin):
     generator) and :meth:`simulate` (applying ``A`` and drawing noise). Both draws
     come from one generator in that order, so an observation is deterministic
     for a given (seed, image) and the operator can be rebuilt without
-    re-simulating ``y`` when the observation is cached.
+    re-simulating ``y`` when the observation is cached. ``task`` (one of
+    :data:`TASKS`) tells methods what kind of restoration this is; it travels
+    on the :class:`Observation`.
+
+    Example:
+        >>> import torch
+        >>> class Halve(Degradation):
+        ...     'Halves the image.'
+        ...     task = "blur"
+        ...     def make_operator(self, shape, generator):
+        ...         return Operator(lambda x: x / 2, shape, shape, sigma=1 / 255)
+        >>> obs = Halve().degrade(torch.ones(1, 3, 4, 4), torch.Generator())
+        >>> round(float(obs.y.max()) * 255), obs.task, obs.description
+        (128, 'blur', 'Halves the image.')
     """
 
     kind: ClassVar[str] = "degradation"
+    task: ClassVar[str] = ""  # one of ``TASKS``: what a method may know about the degradation
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         raise NotImplementedError
@@ -196,7 +160,11 @@ class Degradation(Plugin):
         operator = self.make_operator(tuple(clean.shape[-2:]), generator)
         with torch.no_grad():
             y = self.simulate(clean, operator, generator)
-        return Observation(y=y, operator=operator, description=self.describe())
+        return self.observation(y, operator)
+
+    def observation(self, y: Tensor, operator: Operator) -> Observation:
+        """The observation of ``y`` made through ``operator``, with this degradation's caption and task."""
+        return Observation(y=y, operator=operator, description=self.describe(), task=self.task)
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         """Raise ``ValueError`` when an image of ``shape`` cannot be degraded."""
@@ -212,6 +180,16 @@ class Method(Plugin):
     ``profiles`` maps a profile name to parameter values (typically iteration
     budgets); the effective parameters are the dataclass defaults, updated by
     the profile, updated by the user's ``--set`` overrides.
+
+    Example:
+        >>> import torch
+        >>> class Keep(Method):
+        ...     'Returns the first estimate.'
+        ...     def restore(self, obs, ctx):
+        ...         return obs.operator.init(obs.y)
+        >>> obs = Observation(torch.zeros(1, 3, 4, 4), Operator(lambda x: x, (4, 4), (4, 4), 0.1))
+        >>> tuple(Keep().restore(obs, RestoreContext(generator=torch.Generator())).shape)
+        (1, 3, 4, 4)
     """
 
     kind: ClassVar[str] = "method"
@@ -219,8 +197,3 @@ class Method(Plugin):
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         raise NotImplementedError
-
-
-def quantize(x: Tensor) -> Tensor:
-    """Clip to [0, 1] and round to 8-bit levels, like a stored image."""
-    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0

@@ -40,18 +40,24 @@ import pandas as pd
 
 from bench import __version__
 from bench.errors import BenchError, UsageError
-from bench.metrics import HIGHER_IS_BETTER, METRICS
+from bench.metric_specs import METRIC_NAMES, default_tolerances, spec
 from bench.params import suggest
+from bench.selection import select_rows
+from bench.tables import text_table
 
 FORMAT = "restoration-bench-baseline/1"
-DEFAULT_TOLERANCES = {"psnr": 0.05, "ssim": 0.002, "ms_ssim": 0.002, "lpips": 0.005}
+DEFAULT_TOLERANCES = default_tolerances()
 # Verdicts; upper case ones fail the check (IMPROVED and NEW only with --strict).
 FAILING = {"REGRESSED", "MISSING", "INCOMPLETE", "IMPROVED", "NEW"}
 
 
 @dataclass
 class Baseline:
-    """``cells[method][degradation][metric] = {"mean": float | None, "count": int}``."""
+    """``cells[method][degradation][metric] = {"mean": float | None, "count": int}``.
+
+    >>> Baseline({"dataset": "builtin", "profile": "smoke"}, {}).to_json().startswith('{')
+    True
+    """
 
     metadata: dict[str, Any]
     cells: dict[str, dict[str, dict[str, dict[str, Any]]]]
@@ -63,7 +69,11 @@ class Baseline:
 
 @dataclass
 class Delta:
-    """One compared (method, degradation, metric)."""
+    """One compared (method, degradation, metric).
+
+    >>> Delta("tv", "noise", "psnr", 20.0, 20.5, "within tol").delta
+    0.5
+    """
 
     method: str
     degradation: str
@@ -82,6 +92,12 @@ class Delta:
 
 @dataclass
 class CheckResult:
+    """The deltas of a check and its notes; ``failed`` when any verdict fails it.
+
+    >>> CheckResult([Delta("tv", "noise", "psnr", 20.0, None, "MISSING")]).failed
+    True
+    """
+
     deltas: list[Delta]
     notes: list[str] = field(default_factory=list)
     tolerances: dict[str, float] = field(default_factory=dict)
@@ -115,7 +131,7 @@ def latest_cells(df: pd.DataFrame) -> pd.DataFrame:
     Several runs with different parameters but the same labels (e.g. ``--set tv.weight=9``
     into the same store) would otherwise be averaged together; the newest run wins.
     """
-    ok = df[df["status"] == "ok"]
+    ok = select_rows(df, status="ok")
     order = ok.sort_values("created", kind="stable") if "created" in ok else ok
     keys = ["dataset", "profile", "method_label", "degradation_label", "image", "seed"]
     return order.drop_duplicates(keys, keep="last")
@@ -126,25 +142,12 @@ def aggregate(df: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, Any]]
     cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for (method, degradation), group in df.groupby(["method_label", "degradation_label"], sort=True):
         entry = cells.setdefault(str(method), {}).setdefault(str(degradation), {})
-        for metric in METRICS:
+        for metric in METRIC_NAMES:
             values = pd.to_numeric(group[metric], errors="coerce").dropna()
             values = values[values.map(math.isfinite)]
             mean = round(float(values.mean()), 6) if len(values) else None
             entry[metric] = {"mean": mean, "count": int(len(values))}
     return cells
-
-
-def _filter(df: pd.DataFrame, methods: list[str] | None, degradations: list[str] | None,
-            dataset: str | None, profile: str | None) -> pd.DataFrame:
-    if methods:
-        df = df[df["method_label"].isin(methods) | df["method"].isin(methods)]
-    if degradations:
-        df = df[df["degradation_label"].isin(degradations) | df["degradation"].isin(degradations)]
-    if dataset:
-        df = df[df["dataset"] == dataset]
-    if profile:
-        df = df[df["profile"] == profile]
-    return df
 
 
 def _first_json(values: pd.Series) -> Any:
@@ -176,7 +179,7 @@ def _version(package: str) -> str:
 def make_baseline(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
                   dataset: str | None = None, profile: str | None = None) -> Baseline:
     """Aggregate the store's ok cells of exactly one (dataset, profile) into a :class:`Baseline`."""
-    rows = latest_cells(_filter(df, methods, degradations, dataset, profile))
+    rows = latest_cells(select_rows(df, methods, degradations, dataset, profile))
     if rows.empty:
         raise BenchError("no successful results match the filters; nothing to save.")
     combos = sorted(set(zip(rows["dataset"], rows["profile"])))
@@ -228,7 +231,7 @@ def load_baseline(path: str | Path) -> Baseline:
         for method, by_degradation in cells.items():
             for degradation, by_metric in by_degradation.items():
                 for metric, entry in by_metric.items():
-                    if metric not in METRICS or entry["mean"] is not None and not isinstance(entry["mean"], (int, float)):
+                    if metric not in METRIC_NAMES or entry["mean"] is not None and not isinstance(entry["mean"], (int, float)):
                         raise ValueError(f"{method}/{degradation}/{metric}")
                     int(entry["count"])
     except (AttributeError, KeyError, TypeError, ValueError) as err:
@@ -252,9 +255,9 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
         name = name.strip().lower().replace("-", "_")
         if not sep:
             raise UsageError(f"--tolerance '{item.strip()}' must look like METRIC=VALUE, e.g. psnr=0.05.")
-        if name not in METRICS:
-            raise UsageError(f"unknown metric '{name}' in --tolerance.{suggest(name, list(METRICS))} "
-                             f"Metrics: {', '.join(METRICS)}.")
+        if name not in METRIC_NAMES:
+            raise UsageError(f"unknown metric '{name}' in --tolerance.{suggest(name, list(METRIC_NAMES))} "
+                             f"Metrics: {', '.join(METRIC_NAMES)}.")
         try:
             number = float(value)
         except ValueError:
@@ -275,7 +278,7 @@ def _verdict(base: float | None, base_count: int, cur: float | None, cur_count: 
         return "INCOMPLETE"
     if base is None:
         return "NEW" if strict else "new"
-    gain = (cur - base) if HIGHER_IS_BETTER[metric] else (base - cur)
+    gain = spec(metric).gain(base, cur)
     if gain < -tolerance:
         return "REGRESSED"
     if gain > tolerance:
@@ -315,13 +318,12 @@ def _param_notes(baseline: Baseline, rows: pd.DataFrame) -> list[str]:
 def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], strict: bool = False) -> CheckResult:
     """Compare the store's rows with ``baseline`` (restricted to its dataset, profile, images, seeds and cells)."""
     meta = baseline.metadata
-    scope = df[(df["dataset"] == meta["dataset"]) & (df["profile"] == meta["profile"])]
+    same_data = select_rows(df, dataset=meta["dataset"], profile=meta["profile"])
     methods = sorted(baseline.cells)
     degradations = sorted({d for by_deg in baseline.cells.values() for d in by_deg})
-    scope = scope[scope["method_label"].isin(methods) & scope["degradation_label"].isin(degradations)]
+    scope = select_rows(same_data, methods, degradations, labels_only=True)
     notes = []
-    extra = sorted(set(df.loc[(df["dataset"] == meta["dataset"]) & (df["profile"] == meta["profile"]),
-                              "method_label"]) - set(methods))
+    extra = sorted(set(same_data["method_label"]) - set(methods))
     if extra:
         notes.append(f"not in the baseline (not checked): {', '.join(map(str, extra))}; regenerate the baseline "
                      "to include them.")
@@ -331,9 +333,7 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
         if found and not digests <= found:
             notes.append(f"dataset content differs from the baseline (hash {meta.get('dataset_hash')}, now "
                          f"{dataset_hash(sorted(found))}): images changed or are missing.")
-        scope = scope[scope["image_digest"].isin(digests)]
-    if meta.get("seeds"):
-        scope = scope[scope["seed"].isin(meta["seeds"])]
+    scope = select_rows(scope, image_digests=digests, seeds=meta.get("seeds"))
     rows = latest_cells(scope)
     current = aggregate(rows) if len(rows) else {}
     present = set(zip(rows["method_label"], rows["degradation_label"]))
@@ -342,7 +342,7 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
     for method in methods:
         for degradation, by_metric in sorted(baseline.cells[method].items()):
             now = current.get(method, {}).get(degradation, {})
-            for metric in METRICS:
+            for metric in METRIC_NAMES:
                 if metric not in by_metric:
                     continue
                 base = by_metric[metric]
@@ -361,25 +361,8 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
 def _fmt(value: float | None, metric: str, sign: bool = False) -> str:
     if value is None:
         return "–"
-    decimals = 3 if metric == "psnr" else 4
+    decimals = spec(metric).check_decimals
     return f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
-
-
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table (first column left-aligned, numbers right-aligned).
-
-    >>> print(text_table(["a", "b"], [["x", "1.0"]]))
-    a    b
-    -  ---
-    x  1.0
-    """
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    numeric = [i > 0 and all(r[i][:1] in "+-–0123456789" for r in rows) for i in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def format_check(result: CheckResult, only_changes: bool = False) -> str:

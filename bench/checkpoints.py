@@ -20,8 +20,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -95,3 +96,34 @@ def file_version(path: str | os.PathLike) -> tuple[str, int, int]:
 def weights_version(path: str | os.PathLike) -> str:
     """Short content hash of packaged weights, for a plugin's ``version`` (so cached results follow them)."""
     return sha256_file(path)[:16] if Path(path).is_file() else "no-weights"
+
+
+ModelT = TypeVar("ModelT")
+
+
+class ModelCache(Generic[ModelT]):
+    """Models loaded from files, kept per file identity (path, mtime, size): a file re-written in place
+    is loaded again. One instance per kind of model; ``load`` maps a path to the model.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.txt")
+        >>> _ = open(path, "w").write("x")
+        >>> calls = []
+        >>> cache = ModelCache(lambda p: calls.append(p) or len(calls))
+        >>> cache.get(path), cache.get(path), len(calls)
+        (1, 1, 1)
+    """
+
+    def __init__(self, load: Callable[[Path], ModelT]):
+        self._load = load
+        self._models: dict[tuple[str, int, int], ModelT] = {}
+
+    def get(self, path: str | os.PathLike) -> ModelT:
+        key = file_version(path)
+        if key not in self._models:
+            self._models[key] = self._load(Path(path).expanduser())
+        return self._models[key]
+
+    def clear(self) -> None:
+        self._models.clear()

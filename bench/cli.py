@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from bench.errors import BenchError
+from bench.metric_specs import default_tolerances
 
 log = logging.getLogger("bench")
 
@@ -190,9 +191,9 @@ def list_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def metrics(ref: str, dist: str, as_json: bool) -> None:
     """PSNR, SSIM, MS-SSIM and LPIPS of one image pair (REF is the reference)."""
+    from bench.cells import to_tensor
     from bench.images import load_image, to_uint8
     from bench.metrics import MetricSuite
-    from bench.runner import to_tensor
 
     a, b = load_image(ref), load_image(dist)
     if a.shape != b.shape:
@@ -222,7 +223,11 @@ def data_download(name: str, data_root: str) -> None:
 
 
 class TrainGroup(click.Group):
-    """``bench train NAME``: subcommands are the trainers plugins register."""
+    """``bench train NAME``: subcommands are the trainers plugins register.
+
+    >>> isinstance(cli.commands["train"], TrainGroup)
+    True
+    """
 
     def _trainers(self) -> dict[str, click.Command]:
         from bench.registry import available
@@ -256,10 +261,9 @@ def _results_frame(results_dir: str) -> Any:
 
 def _filter(df: Any, dataset: str | None, profile: str | None) -> Any:
     """Rows of one dataset and/or profile; a clear error when nothing is left."""
-    if dataset:
-        df = df[df["dataset"] == dataset]
-    if profile:
-        df = df[df["profile"] == profile]
+    from bench.selection import select_rows
+
+    df = select_rows(df, dataset=dataset, profile=profile)
     if df.empty:
         raise BenchError("no results match the filters.")
     return df
@@ -292,8 +296,8 @@ def baseline_save(out: str, results_dir: str, methods: str | None, degradations:
 @cli.command()
 @click.option("--baseline", "baseline_path", required=True, type=click.Path(dir_okay=False), help="Baseline JSON.")
 @click.option("--results-dir", default="results", show_default=True)
-@click.option("--tolerance", help="Allowed change per metric, e.g. psnr=0.05,ssim=0.002,ms_ssim=0.002,lpips=0.005 "
-              "(these are the defaults).")
+@click.option("--tolerance", help="Allowed change per metric, e.g. "
+              + ",".join(f"{k}={v:g}" for k, v in default_tolerances().items()) + " (these are the defaults).")
 @click.option("--strict", is_flag=True, help="Also fail on improvements beyond tolerance (refresh the baseline).")
 @click.option("--only-changes", is_flag=True, help="Hide unchanged rows.")
 def check(baseline_path: str, results_dir: str, tolerance: str | None, strict: bool, only_changes: bool) -> None:
@@ -325,11 +329,11 @@ def figures(out: str, results_dir: str, methods: str | None, degradations: str |
             profile: str | None, image: str | None, zoom: str | None, data_root: str | None, formats: str) -> None:
     """Comparison grids, per-image PSNR distributions and convergence curves (PNG and PDF)."""
     from bench.figures import build_figures, parse_zoom, save_figure, store_colors
-    from bench.report import _select
+    from bench.selection import select_rows
 
     df = _results_frame(results_dir)
     colors = store_colors(df)  # before filtering: a method keeps its colour everywhere
-    df = _select(df, _csv(methods), _csv(degradations))
+    df = select_rows(df, _csv(methods), _csv(degradations))
     df = _filter(df, dataset, profile)
     kinds = tuple(_csv(formats))
     if not kinds or set(kinds) - {"png", "pdf", "svg"}:

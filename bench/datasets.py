@@ -43,7 +43,11 @@ DATASET_HELP = {
 
 @dataclass
 class ImageItem:
-    """One evaluation image: ``image`` is float32 RGB ``(H, W, 3)`` in [0, 1]."""
+    """One evaluation image: ``image`` is float32 RGB ``(H, W, 3)`` in [0, 1].
+
+    >>> len(ImageItem("flat", np.zeros((2, 2, 3), np.float32)).digest)
+    20
+    """
 
     id: str
     image: np.ndarray

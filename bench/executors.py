@@ -19,9 +19,15 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from typing import Any
 
+import torch
+
+from bench.cells import Cell, execute_cell, failed_row
 from bench.errors import BenchError
+from bench.images import read_png
+from bench.metrics import MetricSuite
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +39,6 @@ def threads_per_worker(jobs: int) -> int:
 
 
 def _worker_metrics(lpips: bool, device: str) -> Any:
-    from bench.metrics import MetricSuite
-
     key = f"metrics-{lpips}-{device}"
     if key not in _WORKER:
         _WORKER[key] = MetricSuite(lpips=lpips, device=device)
@@ -42,18 +46,12 @@ def _worker_metrics(lpips: bool, device: str) -> Any:
 
 
 def _init_worker(images: dict[str, Any], threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
     _WORKER["images"] = images
 
 
-def _run_local_cell(cell: Any, lpips: bool, device: str) -> dict[str, Any]:
+def _run_local_cell(cell: Cell, lpips: bool, device: str) -> dict[str, Any]:
     """Worker side (local processes): the image comes from the initialiser's copy."""
-    from dataclasses import replace
-
-    from bench.runner import execute_cell
-
     full = replace(cell, image=_WORKER["images"][cell.image_id])
     return execute_cell(full, _worker_metrics(lpips, device), device)
 
@@ -62,39 +60,25 @@ def _pass_through(item: Any) -> Any:
     return item
 
 
-def run_dask_cell(cell: Any, image: Any, lpips: bool, device: str, threads: int) -> dict[str, Any]:
+def run_dask_cell(cell: Cell, image: Any, lpips: bool, device: str, threads: int) -> dict[str, Any]:
     """Worker side (Dask): ``image`` is the result of the image's task, resolved by Dask."""
-    from dataclasses import replace
-
-    import torch
-
-    from bench.runner import execute_cell
-
     if threads > 0:  # 0: an external cluster's workers keep their own setting
         torch.set_num_threads(threads)
     return execute_cell(replace(cell, image=image), _worker_metrics(lpips, device), device)
 
 
-def _failed_row(cell: Any, reason: str) -> dict[str, Any]:
-    from bench.runner import base_row
-
-    row = base_row(cell)
-    row.update(status="failed", error=reason)
-    return row
-
-
 class SerialExecutor:
-    """In this process, reusing the store's cached degraded inputs."""
+    """In this process, reusing the store's cached degraded inputs.
+
+    >>> isinstance(make_executor(type("C", (), {"jobs": 1})(), store=None), SerialExecutor)
+    True
+    """
 
     def __init__(self, config: Any, store: Any):
         self.config = config
         self.store = store
 
-    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
-        from bench.images import read_png
-        from bench.metrics import MetricSuite
-        from bench.runner import execute_cell
-
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
         metrics = MetricSuite(lpips=self.config.lpips, device=self.config.device)
         last_key, last_y = None, None  # cells come grouped by observation: read each one once
         for cell in cells:
@@ -111,7 +95,11 @@ class SerialExecutor:
 
 
 class ProcessExecutor:
-    """``--jobs N``: N local worker processes (spawned; a dead worker's cells are retried once)."""
+    """``--jobs N``: N local worker processes (spawned; a dead worker's cells are retried once).
+
+    >>> isinstance(make_executor(type("C", (), {"jobs": 2})(), store=None), ProcessExecutor)  # no pool yet
+    True
+    """
 
     def __init__(self, config: Any):
         self.config = config
@@ -127,9 +115,7 @@ class ProcessExecutor:
             initargs=({item.id: item for item in images}, threads_per_worker(self.config.jobs)),
         )
 
-    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
-        from dataclasses import replace
-
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
         todo = [(replace(c, image=None), c, 0) for c in cells]
         while todo:
             self.pool = self._pool(images)
@@ -147,7 +133,7 @@ class ProcessExecutor:
                         if tries == 0:
                             todo.append((light, cell, 1))
                         else:
-                            yield cell, _failed_row(cell, "worker process died twice while computing this cell")
+                            yield cell, failed_row(cell, "worker process died twice while computing this cell")
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
 
@@ -157,7 +143,13 @@ class ProcessExecutor:
 
 
 class DaskExecutor:
-    """``--executor dask``: an existing scheduler (``--scheduler ADDRESS``) or a LocalCluster of ``--jobs`` workers."""
+    """``--executor dask``: an existing scheduler (``--scheduler ADDRESS``) or a LocalCluster of ``--jobs`` workers.
+
+    Creating one connects to the scheduler or starts the local cluster:
+
+    >>> cfg = type("C", (), {"executor": "dask", "jobs": 2, "scheduler": None, "gpus_per_cell": 0})()
+    >>> executor = make_executor(cfg, store=None)  # doctest: +SKIP
+    """
 
     def __init__(self, config: Any):
         try:
@@ -176,9 +168,7 @@ class DaskExecutor:
                                         dashboard_address=None, resources=resources)
             self.client = Client(self.cluster)
 
-    def run(self, cells: list[Any], images: list[Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
-        from dataclasses import replace
-
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
         from dask.distributed import as_completed
 
         # Each image is sent once, as a task whose result workers share. Unlike Client.scatter, a task
@@ -211,7 +201,7 @@ class DaskExecutor:
             try:
                 row = future.result()
             except Exception as err:  # KilledWorker and friends: record, go on
-                row = _failed_row(cell, f"worker failed: {type(err).__name__}: {err}")
+                row = failed_row(cell, f"worker failed: {type(err).__name__}: {err}")
             if queue:
                 running.add(submit_next())
             yield cell, row

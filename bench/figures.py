@@ -37,6 +37,8 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
 from bench.errors import BenchError, UsageError
+from bench.metric_specs import spec
+from bench.selection import select_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,11 @@ Zoom = tuple[int, int, int, int]
 
 @dataclass
 class NamedFigure:
-    """A figure with a file stem, a title and (for grids) the panel names in order."""
+    """A figure with a file stem, a title and (for grids) the panel names in order.
+
+    >>> NamedFigure("grid", "Grid", Figure()).panels
+    []
+    """
 
     name: str
     title: str
@@ -98,7 +104,11 @@ def slug(text: str) -> str:
 
 # clean images --------------------------------------------------------------------------------------------------
 class CleanImages:
-    """Reload clean images from dataset specs, matched by id and content digest (cached per image)."""
+    """Reload clean images from dataset specs, matched by id and content digest (cached per image).
+
+    >>> CleanImages().get("folder:/no/such/folder", "smoke", "x", "digest") is None
+    True
+    """
 
     def __init__(self, data_root: str | None = None):
         self.data_root = data_root
@@ -183,12 +193,12 @@ def _panel(ax: Any, image: np.ndarray | None, title: str, text: str, color: Any,
             spine.set_edgecolor("red")
 
 
-def _metric_text(row: pd.Series) -> str:
+def _metric_text(row: pd.Series, metrics: tuple[str, ...] = ("psnr", "lpips")) -> str:
     parts = []
-    if pd.notna(row.get("psnr")):
-        parts.append(f"PSNR {float(row['psnr']):.2f} dB")
-    if pd.notna(row.get("lpips")):
-        parts.append(f"LPIPS {float(row['lpips']):.3f}")
+    for metric in metrics:
+        if pd.notna(row.get(metric)):
+            s = spec(metric)
+            parts.append(f"{s.title} {float(row[metric]):.{s.figure_decimals}f}" + (f" {s.unit}" if s.unit else ""))
     return "\n".join(parts)
 
 
@@ -223,7 +233,7 @@ def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], cl
     else:
         notes.append(f"clean image '{image}' not found in {dataset} (profile {profile} crop); clean panel skipped")
     input_psnr = first.get("input_psnr")
-    degraded_text = f"PSNR {float(input_psnr):.2f} dB" if pd.notna(input_psnr) else ""
+    degraded_text = _metric_text(pd.Series({"psnr": input_psnr}), ("psnr",))
     panels.append((f"degraded ({degradation})", degraded, degraded_text, "black"))
     for method in _order(list(by_method)):
         row = by_method[method]
@@ -254,7 +264,7 @@ def _grid_axes(n: int, width: float = 3.6, height: float = 3.0) -> tuple[Figure,
 
 def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str = "psnr") -> NamedFigure | None:
     """Per-image values of ``metric`` per method (box + jittered points), one panel per degradation."""
-    ok = df[(df["status"] == "ok")].copy()
+    ok = select_rows(df, status="ok").copy()
     ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
     ok = ok.dropna(subset=[metric])
     if ok.empty:
@@ -277,9 +287,9 @@ def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str 
                        zorder=3, edgecolor="none")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(degradation, fontsize=10)
-        ax.set_ylabel(metric.upper().replace("_", "-") + (" (dB)" if metric == "psnr" else ""))
+        ax.set_ylabel(spec(metric).axis_label)
         ax.grid(axis="y", alpha=0.3)
-    title = f"Per-image {metric.upper()} · {slug(str(first['dataset']))} · {first['profile']}"
+    title = f"Per-image {spec(metric).title} · {slug(str(first['dataset']))} · {first['profile']}"
     fig.suptitle(title, fontsize=11)
     return NamedFigure(f"{metric}_per_image_{slug(str(first['dataset']))}_{first['profile']}", title, fig)
 
@@ -300,7 +310,7 @@ def convergence_figure(df: pd.DataFrame, colors: dict[str, Color]) -> NamedFigur
     have unrelated scales), one line per cell, line style per degradation."""
     from matplotlib.lines import Line2D
 
-    ok = df[df["status"] == "ok"]
+    ok = select_rows(df, status="ok")
     curves: list[tuple[str, str, str, list[float]]] = []
     for _, row in ok.iterrows():
         trace = _trace(row.get("trace"))
@@ -352,7 +362,7 @@ def build_figures(df: pd.DataFrame, root: str | Path, colors: dict[str, Color] |
                              f"{', '.join(sorted(map(str, set(df['image'])))[:10])}.")
     out: list[NamedFigure] = []
     for (_dataset, _profile), group in df.groupby(["dataset", "profile"], sort=True):
-        cells = group if image is None else group[group["image"] == image]
+        cells = select_rows(group, images=[image] if image is not None else None)
         keys = ["degradation_label", "image", "seed"]
         seen: set[str] = set()
         for (degradation, _img, _seed), rows in cells.groupby(keys, sort=True):

@@ -35,11 +35,13 @@ from pathlib import Path
 
 import torch
 
+from bench.metric_specs import METRIC_NAMES, METRIC_SPECS
+
 log = logging.getLogger(__name__)
 
 Tensor = torch.Tensor
-METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "lpips": False}
+METRICS = METRIC_NAMES  # names kept for callers of bench.metrics; the facts live in bench.metric_specs
+HIGHER_IS_BETTER = {s.name: s.higher_is_better for s in METRIC_SPECS}
 LPIPS_ENV = "BENCH_LPIPS_ALEXNET"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 MS_SSIM_MIN_SIDE = 161

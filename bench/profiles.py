@@ -19,7 +19,11 @@ from bench.params import suggest
 
 @dataclass(frozen=True)
 class Profile:
-    """A named compute budget."""
+    """A named compute budget.
+
+    >>> Profile("tiny", 32, 1, "demo").crop
+    32
+    """
 
     name: str
     crop: int | None

@@ -4,7 +4,10 @@ A plugin is one file: a class decorated with ``@register_method("name")`` or
 ``@register_degradation("name")`` whose ``Params`` is a dataclass with defaults.
 Built-in plugins live in the ``methods`` and ``degradations`` packages; third
 parties expose modules under the entry-point groups
-``restoration_bench.methods`` and ``restoration_bench.degradations``.
+``restoration_bench.methods`` and ``restoration_bench.degradations``. Trainers
+(``bench train NAME``) are click commands decorated with
+``@register_trainer("name")`` in the modules of :mod:`bench.training`, which the
+registry imports by name on first use (never statically: it sits below them).
 
 Example:
     >>> from dataclasses import dataclass
@@ -38,7 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=type)
 
 _REGISTRIES: dict[str, dict[str, type]] = {"method": {}, "degradation": {}, "trainer": {}}
-_BUILTIN_PACKAGES = {"method": "methods", "degradation": "degradations"}
+# trainers live in the shared training pipeline (bench.training), imported by name like the plugin packages
+_BUILTIN_PACKAGES = {"method": "methods", "degradation": "degradations", "trainer": "bench.training"}
 ENTRY_POINT_GROUPS = {
     "method": "restoration_bench.methods",
     "degradation": "restoration_bench.degradations",
@@ -77,7 +81,7 @@ def register_degradation(name: str) -> Callable[[T], T]:
 
 
 def register_trainer(name: str) -> Callable[[T], T]:
-    """Register a click command as ``bench train NAME`` (e.g. to train a prior)."""
+    """Register a click command as ``bench train NAME`` (built-in trainers: the modules of ``bench.training``)."""
     return _register("trainer", name)
 
 
@@ -92,10 +96,7 @@ def load_plugins(kind: str) -> None:
         return
     _loaded.add(kind)
     package = _BUILTIN_PACKAGES.get(kind)
-    if kind == "trainer":
-        for pkg in _BUILTIN_PACKAGES.values():
-            importlib.import_module(pkg)
-    elif package:
+    if package:
         importlib.import_module(package)
     group = ENTRY_POINT_GROUPS.get(kind)
     if group:

@@ -1,9 +1,9 @@
-"""Table-1 style reports: rows = degradation × metric, columns = methods.
+"""Table-1 style reports in markdown, LaTeX, CSV and self-contained HTML.
 
-Values are means over images (and seeds). A (method, degradation) whose cells
-are not all present and ok is shown as missing ("–"), never as a partial mean.
-The best value of each row is bold. Captions name the dataset, the number of
-images, each degradation's definition and the profile.
+The blocks (rows = degradation × metric, columns = methods, means over images and
+seeds, missing cells as "–", best per row in bold) come from :mod:`bench.tables`;
+this module renders them, the per-image rows and, with ``--ci``, the statistics
+of :mod:`bench.stats`.
 
 Example:
     >>> import pandas as pd
@@ -11,107 +11,22 @@ Example:
     ...     "degradation_description": ["σ=25"] * 2, "dataset": ["d"] * 2, "profile": ["smoke"] * 2,
     ...     "image": ["x"] * 2, "seed": [0, 0], "status": ["ok"] * 2, "psnr": [20.0, 25.0],
     ...     "ssim": [0.5, 0.6], "ms_ssim": [None, None], "lpips": [0.3, 0.2], "seconds": [0.1, 1.0]})
-    >>> table = build_tables(df)[0]
-    >>> float(table.values.loc[("noise", "PSNR ↑"), "b"])
-    25.0
+    >>> print(to_markdown(build_tables(df)[0]).splitlines()[2])
+    | noise | PSNR ↑ | 20.00 | **25.00** |
 """
 
 from __future__ import annotations
 
 import html
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from bench.metrics import HIGHER_IS_BETTER, METRICS
+from bench.metric_specs import METRIC_NAMES
+from bench.selection import select_rows
+from bench.tables import Table, build_tables, format_value, latex_escape, latex_symbols
 
-METRIC_LABELS = {"psnr": "PSNR ↑", "ssim": "SSIM ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓"}
-METRIC_DECIMALS = {"psnr": 2, "ssim": 4, "ms_ssim": 4, "lpips": 4}
-PER_IMAGE_COLUMNS = ["method", "degradation", "image", "seed", "psnr", "ssim", "ms_ssim", "lpips", "seconds"]
-
-
-@dataclass
-class Table:
-    """One Table-1 block: ``values`` indexed by (degradation, metric), columns = methods."""
-
-    values: pd.DataFrame
-    best: pd.DataFrame  # bool mask of the best value per row
-    caption: str
-    dataset: str
-    profile: str
-
-
-def _select(df: pd.DataFrame, methods: list[str] | None, degradations: list[str] | None) -> pd.DataFrame:
-    if methods:
-        df = df[df["method_label"].isin(methods) | df["method"].isin(methods)]
-    if degradations:
-        df = df[df["degradation_label"].isin(degradations) | df["degradation"].isin(degradations)]
-    return df
-
-
-def build_tables(
-    df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None
-) -> list[Table]:
-    """One :class:`Table` per (dataset, profile) present in the store's rows."""
-    df = _select(df, methods, degradations)
-    tables = []
-    for (dataset, profile), group in df.groupby(["dataset", "profile"], sort=True):
-        tables.append(_one_table(group, str(dataset), str(profile)))
-    return tables
-
-
-def _ordered(values: pd.Series, preferred: list[str] | None = None) -> list[str]:
-    seen = list(dict.fromkeys(values))
-    if preferred:
-        seen.sort(key=lambda v: preferred.index(v) if v in preferred else len(preferred))
-    return seen
-
-
-def _one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
-    methods = _ordered(df["method_label"], ["identity"])
-    degradations = _ordered(df["degradation_label"])
-    index = pd.MultiIndex.from_tuples(
-        [(d, METRIC_LABELS[m]) for d in degradations for m in METRICS], names=["degradation", "metric"]
-    )
-    values = pd.DataFrame(index=index, columns=methods, dtype=float)
-    for degradation in degradations:
-        sub = df[df["degradation_label"] == degradation]
-        expected = set(zip(sub["image"], sub["seed"]))
-        for method in methods:
-            cells = sub[sub["method_label"] == method]
-            ok = cells[cells["status"] == "ok"]
-            complete = set(zip(ok["image"], ok["seed"])) == expected and len(ok) == len(expected)
-            for metric in METRICS:
-                column = pd.to_numeric(ok[metric], errors="coerce")
-                if complete and column.notna().all() and len(column):
-                    values.loc[(degradation, METRIC_LABELS[metric]), method] = column.mean()
-    best = pd.DataFrame(False, index=index, columns=methods)
-    for degradation, label in index:
-        metric = next(k for k, v in METRIC_LABELS.items() if v == label)
-        row = values.loc[(degradation, label)].astype(float)
-        if row.notna().any():
-            target = row.max() if HIGHER_IS_BETTER[metric] else row.min()
-            best.loc[(degradation, label)] = row == target
-    descriptions = (
-        df.drop_duplicates("degradation_label").set_index("degradation_label")["degradation_description"].to_dict()
-    )
-    n_images = df["image"].nunique()
-    seeds = sorted(df["seed"].unique().tolist())
-    parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)
-    caption = (
-        f"Mean over {n_images} image(s) of {dataset} (seeds {', '.join(map(str, seeds))}), profile {profile}. "
-        f"Degradations — {parts}. Best per row in bold; – = missing or failed cells."
-    )
-    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile)
-
-
-def _fmt(value: Any, metric_label: str) -> str:
-    metric = next(k for k, v in METRIC_LABELS.items() if v == metric_label)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{METRIC_DECIMALS[metric]}f}"
+PER_IMAGE_COLUMNS = ["method", "degradation", "image", "seed", *METRIC_NAMES, "seconds"]
 
 
 def to_markdown(table: Table) -> str:
@@ -120,7 +35,7 @@ def to_markdown(table: Table) -> str:
     for (degradation, metric), row in table.values.iterrows():
         cells = []
         for method in methods:
-            text = _fmt(row[method], metric)
+            text = format_value(row[method], metric)
             cells.append(f"**{text}**" if table.best.loc[(degradation, metric), method] else text)
         lines.append(f"| {degradation} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\n{table.caption}\n"
@@ -130,7 +45,7 @@ def _styler(table: Table) -> Any:
     display = table.values.copy().astype(object)
     for (degradation, metric), row in table.values.iterrows():
         for method in table.values.columns:
-            display.loc[(degradation, metric), method] = _fmt(row[method], metric)
+            display.loc[(degradation, metric), method] = format_value(row[method], metric)
     styler = display.style
     styler = styler.apply(
         lambda _: table.best.replace({True: "font-weight: bold", False: ""}).values, axis=None
@@ -142,18 +57,9 @@ def to_latex(table: Table) -> str:
     """LaTeX via pandas' Styler with booktabs rules; names and caption escaped."""
     styler = _styler(table)
     styler = styler.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    caption = _latex_escape(table.caption)
-    latex = styler.to_latex(hrules=True, convert_css=True, caption=caption, position_float="centering",
-                            multirow_align="t", clines="skip-last;data")
-    return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("–", "--")
-
-
-def _latex_escape(text: str) -> str:
-    out = text
-    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                       ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
-        out = out.replace(char, repl)
-    return out.replace("σ", r"$\sigma$").replace("×", r"$\times$").replace("→", r"$\rightarrow$").replace("—", "--")
+    latex = styler.to_latex(hrules=True, convert_css=True, caption=latex_escape(table.caption),
+                            position_float="centering", multirow_align="t", clines="skip-last;data")
+    return latex_symbols(latex)
 
 
 def to_html(tables: list[Table], per_image: pd.DataFrame | None = None, title: str = "restoration-bench report",
@@ -200,7 +106,7 @@ return (isNaN(p)||isNaN(q)?a.localeCompare(c):p-q)*d;});r.forEach(function(e){b.
 
 def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None) -> pd.DataFrame:
     """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,seconds."""
-    df = _select(df, methods, degradations)
+    df = select_rows(df, methods, degradations)
     out = df.assign(method=df["method_label"], degradation=df["degradation_label"])
     extra = ["status", "error", "dataset", "profile"]
     return out[PER_IMAGE_COLUMNS + extra].sort_values(["degradation", "method", "image", "seed"]).reset_index(drop=True)
@@ -232,7 +138,7 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
         if figures_root is not None:
             from bench.figures import build_figures, png_base64
 
-            selected = _select(df, methods, degradations)
+            selected = select_rows(df, methods, degradations)
             built = build_figures(selected, figures_root, colors=colors, first_image_only=True)
             figures = [(f.title, png_base64(f)) for f in built]
             for f in built:

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report import METRIC_DECIMALS, METRIC_LABELS, Table, _latex_escape, _select, build_tables
+from bench.metric_specs import spec, spec_for_label
+from bench.selection import select_rows
+from bench.tables import Table, build_tables, latex_escape, latex_symbols
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -87,7 +89,12 @@ def paired_bootstrap_p(a: list[float] | np.ndarray, b: list[float] | np.ndarray,
 
 @dataclass
 class StatsTable:
-    """A report :class:`Table` with interval bounds, sample sizes and p-values in the same layout."""
+    """A report :class:`Table` with interval bounds, sample sizes and p-values in the same layout.
+
+    >>> empty = pd.DataFrame()
+    >>> StatsTable(Table(empty, empty, "", "builtin", "smoke"), empty, empty, empty, empty).table.profile
+    'smoke'
+    """
 
     table: Table
     low: pd.DataFrame
@@ -98,22 +105,22 @@ class StatsTable:
 
 def per_image(df: pd.DataFrame, degradation: str, method: str, metric: str) -> pd.Series:
     """One value per image (mean over seeds) of ok cells."""
-    cells = df[(df["degradation_label"] == degradation) & (df["method_label"] == method) & (df["status"] == "ok")]
+    cells = select_rows(df, methods=[method], degradations=[degradation], status="ok", labels_only=True)
     values = pd.to_numeric(cells[metric], errors="coerce")
     return values.groupby(cells["image"]).mean().dropna()
 
 
 def build_stats(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
                 n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[StatsTable]:
-    """CIs and p-values for each table of :func:`bench.report.build_tables`."""
-    df = _select(df, methods, degradations)
+    """CIs and p-values for each table of :func:`bench.tables.build_tables`."""
+    df = select_rows(df, methods, degradations)
     out = []
     for table in build_tables(df):
-        rows = df[(df["dataset"] == table.dataset) & (df["profile"] == table.profile)]
+        rows = select_rows(df, dataset=table.dataset, profile=table.profile)
         frames = {k: pd.DataFrame(np.nan, index=table.values.index, columns=table.values.columns)
                   for k in ("low", "high", "n", "p")}
         for (degradation, label), row in table.values.iterrows():
-            metric = next(k for k, v in METRIC_LABELS.items() if v == label)
+            metric = spec_for_label(label).name
             best_methods = [m for m in table.values.columns if table.best.loc[(degradation, label), m]]
             best = per_image(rows, degradation, best_methods[0], metric) if best_methods else None
             for method in table.values.columns:
@@ -131,10 +138,6 @@ def build_stats(df: pd.DataFrame, methods: list[str] | None = None, degradations
     return out
 
 
-def _metric(label: str) -> str:
-    return next(k for k, v in METRIC_LABELS.items() if v == label)
-
-
 def ci_text(mean: float, low: float, high: float, metric: str) -> str:
     """``"27.31 [26.90, 27.72]"``; just the mean without an interval; "–" when missing.
 
@@ -143,7 +146,7 @@ def ci_text(mean: float, low: float, high: float, metric: str) -> str:
     """
     if mean is None or not math.isfinite(mean):
         return "–"
-    k = METRIC_DECIMALS[metric]
+    k = spec(metric).decimals
     if not (math.isfinite(low) and math.isfinite(high)):
         return f"{mean:.{k}f}"
     return f"{mean:.{k}f} [{low:.{k}f}, {high:.{k}f}]"
@@ -163,7 +166,7 @@ def display_frames(s: StatsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
     ci = s.table.values.astype(object).copy()
     p = ci.copy()
     for (degradation, label), row in s.table.values.iterrows():
-        metric = _metric(label)
+        metric = spec_for_label(label).name
         for method in s.table.values.columns:
             key = (degradation, label)
             ci.loc[key, method] = ci_text(row[method], s.low.loc[key, method], s.high.loc[key, method], metric)
@@ -198,10 +201,9 @@ def _styler(frame: pd.DataFrame, best: pd.DataFrame, escape: str):  # noqa: ANN2
 
 def _latex(frame: pd.DataFrame, best: pd.DataFrame, caption: str) -> str:
     latex = _styler(frame, best, "latex").to_latex(
-        hrules=True, convert_css=True, caption=_latex_escape(caption), position_float="centering",
+        hrules=True, convert_css=True, caption=latex_escape(caption), position_float="centering",
         multirow_align="t", clines="skip-last;data")
-    return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("–", "--").replace(
-        "<0.001", r"$<$0.001")
+    return latex_symbols(latex).replace("<0.001", r"$<$0.001")
 
 
 def _html(frame: pd.DataFrame, best: pd.DataFrame, caption: str) -> str:
@@ -218,7 +220,7 @@ def to_csv(stats: list[StatsTable]) -> str:
             for method in row.index:
                 records.append({
                     "dataset": s.table.dataset, "profile": s.table.profile, "degradation": degradation,
-                    "metric": _metric(label), "method": method, "mean": row[method],
+                    "metric": spec_for_label(label).name, "method": method, "mean": row[method],
                     "ci_low": s.low.loc[key, method], "ci_high": s.high.loc[key, method],
                     "n_images": s.n.loc[key, method], "best": best[0] if best else "",
                     "p_vs_best": s.p.loc[key, method],

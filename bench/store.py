@@ -33,6 +33,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.images import save_png, to_uint8
+from bench.metric_specs import METRIC_NAMES
 
 CELL_COLUMNS = {
     "key": "TEXT PRIMARY KEY",
@@ -51,10 +52,7 @@ CELL_COLUMNS = {
     "profile": "TEXT",
     "status": "TEXT",
     "error": "TEXT",
-    "psnr": "REAL",
-    "ssim": "REAL",
-    "ms_ssim": "REAL",
-    "lpips": "REAL",
+    **{name: "REAL" for name in METRIC_NAMES},  # one column per metric, in metric order
     "input_psnr": "REAL",
     "seconds": "REAL",
     "peak_memory_mb": "REAL",
@@ -75,7 +73,12 @@ def image_path_for(data: np.ndarray) -> str:
 
 
 class Store:
-    """A results directory. Safe for several processes at once (SQLite WAL, busy retry)."""
+    """A results directory. Safe for several processes at once (SQLite WAL, busy retry).
+
+    >>> import tempfile
+    >>> Store(tempfile.mkdtemp()).rows()
+    []
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from bench.runner import RunConfig, run_grid
+from bench.selection import select_rows
 from bench.store import Store
 
 
@@ -44,13 +45,9 @@ def main() -> None:
         for line in summary.errors:
             print("failed:", line)
     df = Store(args.results).dataframe()
-    df = df[
-        (df.status == "ok")
-        & df.method.isin(methods)
-        & df.degradation.isin(degradations)
-        & (df.profile == args.profile)
-        & (df.dataset == args.dataset)
-    ]
+    df = select_rows(
+        df, methods=methods, degradations=degradations, dataset=args.dataset, profile=args.profile, status="ok"
+    )
     # the latest result per cell position: older rows (other code or weight versions) stay in the store
     df = df.sort_values("created").drop_duplicates(["method_label", "degradation_label", "image", "seed"], keep="last")
     for value, fmt in (("psnr", "{:.2f}"), ("seconds", "{:.1f}")):

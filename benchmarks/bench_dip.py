@@ -7,8 +7,8 @@ input perturbation, output average) at 128² and 256² for
   ``ReflectionPad2d`` + ``Conv2d`` blocks, ``nn.Upsample``, a concat module,
   NCHW float32, noise redrawn with ``normal_`` on a tensor shaped like the code)
   and its notebook loop;
-* ``dip``: :class:`methods.dip.DeepImagePrior` itself (``restore``, backtracking
-  snapshots included), with ``precision=float32`` and with the default
+* ``dip``: :class:`methods.dip.DeepImagePrior` itself (``restore``, i.e.
+  :func:`bench.solvers.dip.fit_dip`, backtracking snapshots included), with ``precision=float32`` and with the default
   ``precision=auto`` (bfloat16 autocast where the CPU has bfloat16 units);
 
 then the ratio dip/eager and the peak resident memory of a fresh process doing
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--no-rss", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from methods._dip_nets import bf16_supported
+    from bench.nets.dip import bf16_supported
 
     auto = "bfloat16" if bf16_supported(torch.device("cpu")) else "float32"
     variants: dict[str, Callable[[int, int, list], object]] = {

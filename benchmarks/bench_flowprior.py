@@ -19,12 +19,13 @@ import time
 import torch
 
 from bench.api import RestoreContext
+from bench.cells import instantiate, to_tensor
 from bench.datasets import load_dataset
 from bench.metrics import psnr
 from bench.registry import available
-from bench.runner import instantiate, to_tensor
+from bench.solvers.flow_map import Tiler, map_latents
 from degradations.noise import Noise
-from methods.flowprior import FlowPrior, Tiler, load_flow, map_latents
+from methods.flowprior import FlowPrior, load_flow
 
 
 def restore_loop(method: FlowPrior, obs, ctx: RestoreContext) -> torch.Tensor:

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from bench.api import quantize
-from degradations._deflow import TrainOptions, load_deflow, train_deflow
-from degradations._deflow_demo import hidden_degradation, load_png, radial_power, random_crop, save_png
+from bench.nets.deflow import load_deflow
+from bench.training.deflow import TrainOptions, train_deflow
+from bench.training.deflow_demo import hidden_degradation, load_png, radial_power, random_crop, save_png
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -22,6 +23,8 @@ class Inpaint(Degradation):
         >>> 0.4 < float(obs.operator.mask.mean()) < 0.6
         True
     """
+
+    task: ClassVar[str] = "inpaint"
 
     @dataclass
     class Params:

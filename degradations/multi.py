@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from bench.api import Degradation, Operator, Tensor, quantize
+from bench.physics.blur import convolve, gaussian_kernel
+from bench.physics.jpeg import jpeg_effective_sigma, pillow_jpeg
 from bench.registry import register_degradation
-from degradations.blur import convolve, gaussian_kernel
-from degradations.jpeg import jpeg_effective_sigma, pillow_jpeg
 
 
 @register_degradation("multi")
@@ -28,6 +29,8 @@ class Multi(Degradation):
         >>> round(obs.sigma * 255, 1) > 10
         True
     """
+
+    task: ClassVar[str] = "multi"
 
     @dataclass
     class Params:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +22,8 @@ class Noise(Degradation):
         >>> round(obs.sigma * 255)
         25
     """
+
+    task: ClassVar[str] = "noise"
 
     @dataclass
     class Params:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from bench.api import Degradation, Operator, Tensor
+from bench.api import Degradation, Operator
+from bench.physics.resize import bicubic_down, bicubic_up
 from bench.registry import register_degradation
-
-
-def bicubic_down(x: Tensor, factor: int) -> Tensor:
-    """Bicubic downsampling by ``factor`` with antialiasing (torch, like MATLAB imresize)."""
-    h, w = x.shape[-2:]
-    return F.interpolate(x, size=(h // factor, w // factor), mode="bicubic", antialias=True, align_corners=False)
-
-
-def bicubic_up(y: Tensor, factor: int) -> Tensor:
-    """Bicubic upsampling by ``factor``, clipped to [0, 1]."""
-    h, w = y.shape[-2:]
-    return F.interpolate(y, size=(h * factor, w * factor), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 @register_degradation("sr")
@@ -36,6 +25,8 @@ class SuperResolution(Degradation):
         >>> tuple(obs.y.shape), tuple(obs.operator.init(obs.y).shape)
         ((1, 3, 8, 8), (1, 3, 32, 32))
     """
+
+    task: ClassVar[str] = "sr"
 
     @dataclass
     class Params:

@@ -1,4 +1,7 @@
-"""Auto-encoding priors (Bigdeli & Zwicker, "Image Restoration using Autoencoding Priors", 2017/2018)."""
+"""Auto-encoding priors (Bigdeli & Zwicker, "Image Restoration using Autoencoding Priors", 2017/2018).
+
+The momentum-descent loop shared with ``dmsp`` is :class:`bench.solvers.dae_prior.DAEPriorMethod`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import RestoreContext, Tensor
+from bench.nets.dae import DAE
 from bench.registry import register_method
-from methods import _dae
-from methods.dmsp import DMSP, DAEPriorMethod, _weights_version
+from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
 
 
 @register_method("daep")
@@ -39,7 +42,9 @@ class DAEP(DAEPriorMethod):
     """
 
     @dataclass
-    class Params(DMSP.Params):
+    class Params(DAEPriorParams):
+        """The ``dmsp`` parameters (empty ``checkpoint`` = packaged σ 25) and the prior weight ``gamma``."""
+
         gamma: float = 27.5
 
         def __post_init__(self) -> None:
@@ -49,10 +54,9 @@ class DAEP(DAEPriorMethod):
 
     profiles = {"smoke": {"iterations": 8}, "quick": {"iterations": 100}, "paper": {"iterations": 300}}
     default_sigma = 25
-    depends_on = ("methods.dmsp", "methods._dae")
-    version = _weights_version(25)
+    version = dae_weights_version(25)
 
-    def prior_gradient(self, model: _dae.DAE, x: Tensor, sigma: float, ctx: RestoreContext) -> Tensor:
+    def prior_gradient(self, model: DAE, x: Tensor, sigma: float, ctx: RestoreContext) -> Tensor:
         eta = sigma * ctx.randn(*x.shape, like=x)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)

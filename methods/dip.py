@@ -5,43 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
-
 from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.registry import register_method
-from methods import _dip_nets as nets
-
-# Official per-task recipes (the notebooks of github.com/DmitryUlyanov/deep-image-prior):
-# task -> (iterations, reg_noise_std, net, input_depth). ``sr`` is keyed by factor.
-PAPER_SETTINGS: dict[str, tuple[int, float, str, int]] = {
-    "noise": (3000, 1 / 30, "skip", 32),  # denoising.ipynb, F16
-    "jpeg": (2400, 1 / 30, "small", 3),  # denoising.ipynb, snail (blind JPEG)
-    "sr2": (2000, 0.03, "skip", 32),  # no official x2 run: the x4 recipe
-    "sr4": (2000, 0.03, "skip", 32),  # super-resolution.ipynb
-    "sr8": (4000, 0.05, "skip", 32),  # super-resolution.ipynb
-    "inpaint": (5000, 0.03, "skip", 32),  # inpainting.ipynb (kate: 6001 it., reg 0.03, lr 0.01), rounded
-    "blur": (3000, 0.03, "skip", 32),  # no official run: SR recipe, denoising budget (see class doc)
-    "multi": (3000, 1 / 30, "skip", 32),  # no official run: denoising recipe (see class doc)
-}
-BACKTRACK_RATIO = 10 ** 0.5  # the official rule: the fit to y drops by more than 5 dB PSNR
-
-
-@torch.no_grad()
-def copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
-    """``dst[i].copy_(src[i])`` for all i, in one fused call where torch has it."""
-    if hasattr(torch, "_foreach_copy_"):
-        torch._foreach_copy_(dst, src)
-    else:  # torch < 2.2
-        for d, s in zip(dst, src):
-            d.copy_(s)
-
-
-def task_settings(task: str, obs: Observation) -> tuple[int, float, str, int]:
-    """The paper-profile recipe of ``task`` for this observation."""
-    if task == "sr":
-        factor = nets.sr_factor(obs)
-        return PAPER_SETTINGS[f"sr{factor}"] if f"sr{factor}" in PAPER_SETTINGS else PAPER_SETTINGS["sr4"]
-    return PAPER_SETTINGS[task]
+from bench.solvers.dip import ITERATION_PROFILES, DipFit, fit_dip, resolve_task, task_settings
 
 
 @register_method("dip")
@@ -59,8 +25,8 @@ class DeepImagePrior(Method):
     5 dB (×√10), the previous weights are restored and the step skipped. The
     clean image is never seen; there is no early stopping on PSNR.
 
-    The task is inferred from the observation (``task=auto``, see
-    :func:`methods._dip_nets.infer_task`) and picks the notebook's recipe:
+    The task is the one the degradation declares (``task=auto``: ``obs.task``,
+    see :func:`bench.solvers.dip.resolve_task`) and picks the notebook's recipe:
 
     ==========  =========  ===========  ===========  ===========================
     task        paper      quick        smoke        reg_noise_std, net
@@ -113,7 +79,7 @@ class DeepImagePrior(Method):
 
     @dataclass
     class Params:
-        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"
+        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"  # auto: obs.task
         iterations: int = 0  # 0 = auto: the task's official count × iteration_scale
         iteration_scale: float = 1.0  # set by the profile (quick 0.1, smoke 0.01)
         reg_noise_std: float = -1.0  # < 0 = auto (per task)
@@ -137,13 +103,12 @@ class DeepImagePrior(Method):
             if not 0 <= self.ema < 1:
                 raise ValueError(f"ema={self.ema} must be in [0, 1), e.g. 0.99")
 
-    profiles = nets.ITERATION_PROFILES
-    depends_on = (nets,)
+    profiles = ITERATION_PROFILES
 
     def resolve(self, obs: Observation) -> dict[str, Any]:
         """The effective settings for ``obs``: the task's recipe with explicit parameters applied."""
         p = self.params
-        task = nets.infer_task(obs) if p.task == "auto" else p.task
+        task = resolve_task(obs) if p.task == "auto" else p.task
         iterations, reg, net, depth = task_settings(task, obs)
         net = net if p.net == "auto" else p.net
         if p.input_depth:
@@ -161,57 +126,15 @@ class DeepImagePrior(Method):
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params
         s = self.resolve(obs)
-        y = obs.y
-        device = y.device
-        shape = tuple(obs.operator.in_shape)
-        depth = s["input_depth"]
-
-        def factory() -> nets.SkipNet:
-            return nets.SkipNet.small(depth) if s["net"] == "small" else nets.SkipNet(depth)
-
-        # randomness only from ctx.generator: the code z, then seeds for the weights and the perturbations
-        work = nets.working_size(shape, 32)
-        z = nets.code_noise(depth, work, ctx.generator).to(device)
-        net = nets.make_net(factory, nets.seed_from(ctx.generator), device, p.channels_last)
-        noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
-        if p.channels_last:
-            z = z.contiguous(memory_format=torch.channels_last)
-        noise = nets.noise_buffer(depth, work, device, p.channels_last)
-        bf16 = p.precision == "bfloat16" or (p.precision == "auto" and nets.bf16_supported(device))
-
-        params = list(net.parameters())
-        optimizer = torch.optim.Adam(params, lr=p.lr)
-        snapshot = [q.detach().clone() for q in params] if p.backtrack else []
-        reg = s["reg_noise_std"]
-        average: Tensor | None = None
-        last = float("inf")
-        backtracks = 0
-        for _ in ctx.iterations(s["iterations"], desc="dip"):
-            inp = torch.add(z, nets.fill_normal(noise, noise_gen), alpha=reg) if reg > 0 else z
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = nets.centre_crop(net(inp), shape)
-            loss = obs.operator.data_residual(out, y).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            value = loss.item()
-            ctx.log("loss", value)
-            if p.backtrack:
-                if value > BACKTRACK_RATIO * last:
-                    # official backtracking: back to the weights of the previous iteration, no step
-                    copy_all(params, snapshot)
-                    backtracks += 1
-                    continue
-                copy_all(snapshot, params)
-            last = value
-            optimizer.step()
-            with torch.no_grad():
-                if average is None or p.ema == 0:
-                    average = out.detach().float().clone()
-                else:
-                    average.lerp_(out.detach(), 1.0 - p.ema)
-        if p.backtrack:
-            ctx.log("backtracks", backtracks)
-        if average is None:  # every step backtracked: the current net's output
-            with torch.no_grad():
-                average = nets.centre_crop(net(z), shape).float()
-        return average.clamp(0, 1).contiguous()
+        fit = DipFit(
+            iterations=s["iterations"],
+            reg_noise_std=s["reg_noise_std"],
+            net=s["net"],
+            input_depth=s["input_depth"],
+            lr=p.lr,
+            ema=p.ema,
+            backtrack=p.backtrack,
+            precision=p.precision,
+            channels_last=p.channels_last,
+        )
+        return fit_dip(obs, ctx, fit)

@@ -5,14 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
-
 from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.registry import register_method
-from methods import _dip_nets as nets
-
-PAPER_ITERATIONS = 4000  # the official dehazing and transparency-separation runs
-NOISE_LIKE = ("noise", "jpeg", "multi")  # tasks whose artifact layer carries noise or JPEG error
+from bench.solvers.dip import ITERATION_PROFILES, resolve_task
+from bench.solvers.dip_double import PAPER_ITERATIONS, DoubleDipFit, default_std_weight, fit_double_dip
 
 
 @register_method("doubledip")
@@ -43,6 +39,9 @@ class DoubleDIP(Method):
       holds noise-like error (noise, jpeg, multi: ``std_weight=auto`` → 0.005)
       and not where the clean layer must create the detail A removed (blur,
       sr, inpaint → 0).
+
+    The task is the one the degradation declares (``task=auto``: ``obs.task``,
+    see :func:`bench.solvers.dip.resolve_task`); captions are never read.
 
     Both generators fit image structure before noise, so a free artifact
     layer takes image detail: during the first ``warmup`` = 50 % of the
@@ -78,7 +77,7 @@ class DoubleDIP(Method):
 
     @dataclass
     class Params:
-        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"
+        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"  # auto: obs.task
         iterations: int = 0  # 0 = auto: 4000 × iteration_scale
         iteration_scale: float = 1.0  # set by the profile (quick 0.1, smoke 0.01)
         lr: float = 0.001
@@ -116,14 +115,13 @@ class DoubleDIP(Method):
             if not 0 <= self.warmup < 1:
                 raise ValueError(f"warmup={self.warmup} must be in [0, 1), a fraction of the iterations")
 
-    profiles = nets.ITERATION_PROFILES
-    depends_on = (nets,)
+    profiles = ITERATION_PROFILES
 
     def resolve(self, obs: Observation) -> dict[str, Any]:
         """The effective settings for ``obs``."""
         p = self.params
-        task = nets.infer_task(obs) if p.task == "auto" else p.task
-        std_weight = (0.005 if task in NOISE_LIKE else 0.0) if p.std_weight < 0 else p.std_weight
+        task = resolve_task(obs) if p.task == "auto" else p.task
+        std_weight = default_std_weight(task) if p.std_weight < 0 else p.std_weight
         return {
             "task": task,
             "iterations": p.iterations or max(1, round(PAPER_ITERATIONS * p.iteration_scale)),
@@ -133,67 +131,19 @@ class DoubleDIP(Method):
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params
         s = self.resolve(obs)
-        y, op = obs.y, obs.operator
-        device = y.device
-        clean_shape, obs_shape = tuple(op.in_shape), tuple(op.out_shape)
-        sigma = max(obs.sigma, 1.0 / 255.0)
-        depth = p.input_depth
-
-        def factory() -> nets.SkipNet:
-            return nets.SkipNet.small(depth)
-
-        # randomness only from ctx.generator: codes, then seeds for weights and perturbations
-        clean_work = nets.working_size(clean_shape, 32)
-        artifact_work = nets.working_size(obs_shape, 32)
-        z_x = nets.code_noise(depth, clean_work, ctx.generator).to(device)
-        z_r = nets.code_noise(depth, artifact_work, ctx.generator).to(device)
-        g_x = nets.make_net(factory, nets.seed_from(ctx.generator), device, p.channels_last)
-        g_r = nets.make_net(factory, nets.seed_from(ctx.generator), device, p.channels_last)
-        noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
-        if p.channels_last:
-            z_x = z_x.contiguous(memory_format=torch.channels_last)
-            z_r = z_r.contiguous(memory_format=torch.channels_last)
-        noise = nets.noise_buffer(depth, clean_work, device, p.channels_last)
-        bf16 = p.precision == "bfloat16" or (p.precision == "auto" and nets.bf16_supported(device))
-
-        optimizer = torch.optim.Adam([*g_x.parameters(), *g_r.parameters()], lr=p.lr)
-        scale = 2.0 * p.artifact_range * sigma
-        has_mask = op.mask is not None
-        result: Tensor | None = None
-        best = float("inf")
-        warm = round(p.warmup * s["iterations"])
-        for i in ctx.iterations(s["iterations"], desc="doubledip"):
-            inp = torch.add(z_x, nets.fill_normal(noise, noise_gen), alpha=p.reg_noise_std) if p.reg_noise_std else z_x
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                x = nets.centre_crop(g_x(inp), clean_shape)
-                r = (nets.centre_crop(g_r(z_r), obs_shape) - 0.5) * scale
-            if has_mask:
-                # (A(x) − (y − r))·mask = (A(x) + r − y)·mask; the mask's holes would dominate exclusion on A(x)
-                data = op.data_residual(x, y - r).pow(2).mean()
-                explained = x
-            else:
-                explained = op(x)
-                data = (explained + r - y).pow(2).mean()
-            loss = data
-            if p.exclusion_weight:
-                loss = loss + p.exclusion_weight * nets.exclusion_loss(explained, r)
-            energy = r.pow(2).mean() / sigma**2
-            if i < warm:
-                loss = loss + energy  # hold the artifact layer at 0 while the clean layer takes the image
-            elif p.energy_weight:
-                loss = loss + p.energy_weight * torch.relu(energy - 1.0)
-            if s["std_weight"]:
-                loss = loss + s["std_weight"] * nets.std_loss(x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = data.item()
-            ctx.log("loss", value)
-            with torch.no_grad():
-                if p.output == "ema" and result is not None:
-                    result.lerp_(x.detach(), 1.0 - p.ema)
-                elif p.output != "best_fit" or value <= best:
-                    result = x.detach().float().clone()
-                    best = value
-        assert result is not None
-        return result.clamp(0, 1).contiguous()
+        fit = DoubleDipFit(
+            iterations=s["iterations"],
+            lr=p.lr,
+            input_depth=p.input_depth,
+            reg_noise_std=p.reg_noise_std,
+            exclusion_weight=p.exclusion_weight,
+            std_weight=s["std_weight"],
+            energy_weight=p.energy_weight,
+            artifact_range=p.artifact_range,
+            warmup=p.warmup,
+            output=p.output,
+            ema=p.ema,
+            precision=p.precision,
+            channels_last=p.channels_last,
+        )
+        return fit_double_dip(obs, ctx, fit)

@@ -9,3 +9,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def perturbed_srflow():
+    """``make(cfg, seed)``: a tiny SRFlow with every parameter moved off its (near-identity) initialisation."""
+    from bench.nets.srflow import SRFlowNet
+
+    def make(cfg, seed: int = 0):
+        torch.manual_seed(seed)
+        net = SRFlowNet(cfg).eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        return net
+
+    return make

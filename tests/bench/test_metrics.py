@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.cells import to_tensor
 from bench.images import load_image
 from bench.metrics import LpipsMetric, MetricSuite, ms_ssim, psnr, ssim
-from bench.runner import to_tensor
 
 
 def test_calibration_pairs_match_official_values(shared):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.cells import compute_cell
 from bench.errors import BenchError, ParameterError
-from bench.runner import RunConfig, compute_cell, parse_overrides, run_grid
+from bench.runner import RunConfig, parse_overrides, run_grid
 from bench.store import Store
 
 
@@ -101,7 +102,8 @@ def test_methods_never_receive_the_clean_image(tmp_path, monkeypatch):
     run_grid(config(tmp_path, methods=["identity"], degradations=["noise"], limit=1))
     obs, ctx = seen["args"]
     assert isinstance(obs, Observation) and isinstance(ctx, RestoreContext)
-    assert set(vars(obs)) == {"y", "operator", "description"}
+    assert set(vars(obs)) == {"y", "operator", "description", "task"}
+    assert obs.task == "noise"  # the degradation's declared task travels with the observation
     assert set(vars(ctx)) == {"generator", "seed", "profile", "device", "progress", "trace"}
 
 
@@ -149,10 +151,10 @@ def _can_write(path):
 def test_compute_cell_output_matches_stored_png(tmp_path):
     run_grid(config(tmp_path, methods=["tv"], degradations=["jpeg"], limit=1))
     row = Store(tmp_path / "res").rows()[0]
+    from bench.cells import to_tensor
     from bench.datasets import load_dataset
     from bench.images import read_png
     from bench.metrics import psnr
-    from bench.runner import to_tensor
 
     clean = load_dataset("builtin", limit=1, crop=64)[0].image
     restored = read_png(tmp_path / "res" / row["output_path"])
@@ -164,7 +166,7 @@ def test_compute_cell_output_matches_stored_png(tmp_path):
 
 
 def test_checkpoint_parameters_are_keyed_by_content_not_path(tmp_path):
-    from bench.runner import instantiate
+    from bench.cells import instantiate
 
     path = tmp_path / "prior.pt"
 

@@ -1,4 +1,4 @@
-"""DeFlow: the conditional flow, the trainer, the ``deflow`` degradation, and a small learning demonstration."""
+"""The ``deflow`` degradation and a small learning demonstration (network and trainer: tests/bench)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench.api import quantize
 from bench.cli import cli
 from bench.errors import CheckpointError, ParameterError
+from bench.nets.deflow import DeFlowNet, get_config, save_deflow
 from bench.params import build_params
-from degradations._deflow import (
-    DeFlowNet,
-    TrainOptions,
-    get_config,
-    load_deflow,
-    nll_bits_per_dim,
-    save_deflow,
-    train_deflow,
-)
-from degradations._deflow_demo import hidden_degradation, load_png, log_spectrum_distance, random_crop, save_png
+from bench.training.deflow import TrainOptions, train_deflow
+from bench.training.deflow_demo import hidden_degradation, load_png, log_spectrum_distance, random_crop, save_png
 from degradations.deflow import DeFlow
 
 SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parents[3] / "shared"))
@@ -38,14 +30,6 @@ def tiny_checkpoint(path: Path, sigma: float = 0.02) -> Path:
     torch.manual_seed(0)
     save_deflow(path, DeFlowNet(get_config("tiny")), {"effective_sigma": {"heat0": 0.0, "heat1": sigma}})
     return path
-
-
-def synthetic_folder(folder: Path, count: int, seed: int, size: int = 40) -> Path:
-    folder.mkdir(parents=True)
-    g = torch.Generator().manual_seed(seed)
-    for i in range(count):
-        save_png(torch.rand(1, 3, size, size, generator=g), folder / f"{i}.png")
-    return folder
 
 
 # --------------------------------------------------------------------------- the demonstration
@@ -104,33 +88,6 @@ def test_learned_degradation_matches_hidden_noise_level_and_spectrum(demo):
 # --------------------------------------------------------------------------- unit tests
 
 
-def test_conditional_flow_is_invertible():
-    torch.manual_seed(0)
-    net = DeFlowNet(get_config("tiny")).train()
-    x = torch.rand(4, 3, 32, 32)
-    nll_bits_per_dim(net, x[:2], x[2:])  # ActNorm data initialisation, so the flow is not the identity
-    net.eval()
-    eps, _, cond = net.encode(x, torch.tensor([False, True, False, True]))
-    assert (net.decode(eps, cond) - x).abs().max() < 1e-4
-
-
-def test_nll_decreases_on_tiny_data():
-    torch.manual_seed(0)
-    net = DeFlowNet(get_config("tiny")).train()
-    g = torch.Generator().manual_seed(0)
-    clean = torch.rand(4, 3, 16, 16, generator=g) * 0.5 + 0.25
-    degraded = quantize(clean.flip(0) + 0.05 * torch.randn(clean.shape, generator=g))
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(15):
-        bc, bd = nll_bits_per_dim(net, clean, degraded, torch.Generator().manual_seed(1))
-        optimizer.zero_grad()
-        (bc + bd).backward()
-        optimizer.step()
-        losses.append(float(bc + bd))
-    assert losses[-1] < losses[0] - 0.1, losses
-
-
 def test_same_seed_gives_same_degraded_image(tmp_path):
     d = DeFlow(DeFlow.Params(checkpoint=str(tiny_checkpoint(tmp_path / "t.pt"))))
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -162,26 +119,6 @@ def test_empty_checkpoint_and_bad_params_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="empty"):
         DeFlow(DeFlow.Params(checkpoint=str(tmp_path / "other.pt"))).degrade(torch.rand(1, 3, 16, 16),
                                                                               torch.Generator())
-
-
-def test_trainer_checkpoint_round_trip_and_resume(tmp_path):
-    clean = synthetic_folder(tmp_path / "clean", 6, seed=0)
-    degraded = synthetic_folder(tmp_path / "degraded", 6, seed=1)
-    out = tmp_path / "m.pt"
-    args = ["train", "deflow", "--clean", str(clean), "--degraded", str(degraded), "--out", str(out),
-            "--config", "tiny", "--patch", "16", "--batch", "2", "--save-every", "2", "--no-progress",
-            "--val-fraction", "0.3"]
-    result = CliRunner().invoke(cli, [*args, "--steps", "3"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    net, data = load_deflow(out)
-    assert data["step"] == 3 and data["format"] == "restoration-bench/deflow-v1"
-    assert data["config"] == get_config("tiny").to_dict()
-    assert data["effective_sigma"]["heat1"] > 0 and "val_bpd_clean" in data["last"]
-    assert (tmp_path / "m.pt.log.jsonl").read_text().count("\n") == 2
-    result = CliRunner().invoke(cli, [*args, "--steps", "5", "--resume"], catch_exceptions=False)
-    assert "resumed" in result.output and load_deflow(out)[1]["step"] == 5
-    bad = CliRunner().invoke(cli, [*args[:-2], "--patch", "12"])
-    assert bad.exit_code == 2 and "multiple of 16" in bad.output
 
 
 def test_cli_run_end_to_end(tmp_path):

@@ -1,13 +1,17 @@
+import ast
+import importlib
+from pathlib import Path
+
 import pytest
 import torch
 
-from bench.api import Degradation
+from bench.api import TASKS, Degradation
+from bench.cells import degradation_generator
 from bench.errors import ParameterError
 from bench.params import build_params
+from bench.physics.blur import convolve, gaussian_kernel, motion_kernel
+from bench.physics.jpeg import pillow_jpeg
 from bench.registry import available, get_degradation_class
-from bench.runner import degradation_generator
-from degradations.blur import convolve, gaussian_kernel, motion_kernel
-from degradations.jpeg import pillow_jpeg
 
 NAMES = ["noise", "jpeg", "blur", "sr", "inpaint", "multi"]
 
@@ -43,6 +47,28 @@ def test_operator_is_differentiable_and_matches_shapes(name):
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert tuple(obs.operator.init(obs.y).shape) == tuple(x.shape)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_degradation_declares_its_task_and_the_observation_carries_it(name):
+    cls = get_degradation_class(name)
+    assert cls.task == name and cls.task in TASKS
+    obs = cls().degrade(clean(), degradation_generator(0, "img", name))
+    assert obs.task == name
+    assert cls().observation(obs.y, obs.operator).task == name  # the cached-observation path keeps it
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_degradations_import_image_operators_only_from_bench(name):
+    """Plugins sit side by side: a degradation never imports another plugin module (e.g. multi from blur)."""
+    source = Path(importlib.import_module(f"degradations.{name}").__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not {m for m in imported if m.split(".")[0] in ("degradations", "methods")}, imported
 
 
 def test_operator_rebuilt_from_same_draws_matches_observation():

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from bench.api import RestoreContext
+from bench.cells import instantiate, to_tensor
 from bench.datasets import load_dataset
 from bench.metrics import psnr
-from bench.runner import instantiate, to_tensor
+from bench.nets.dae import DAE
 from degradations.noise import Noise
-from methods import _dae
 from methods.daep import DAEP
 
 
@@ -20,7 +20,7 @@ def _ctx(seed: int = 0) -> RestoreContext:
 
 def test_prior_gradient_is_gradient_of_autoencoder_error():
     torch.manual_seed(0)
-    model = _dae.DAE(depth=3, channels=6).double().eval()
+    model = DAE(depth=3, channels=6).double().eval()
     with torch.no_grad():
         model.body[-1].weight.normal_(0, 0.2)
     x = torch.rand(1, 3, 10, 10, dtype=torch.float64)

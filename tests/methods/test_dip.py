@@ -1,4 +1,4 @@
-"""Tests of the ``dip`` method and its network (tiny images, few iterations)."""
+"""Tests of the ``dip`` method plugin (tiny images, few iterations); the net: tests/bench/nets/test_dip.py."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from bench.api import Observation, RestoreContext
+from bench.cells import compute_cell, instantiate, make_observation, to_tensor
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import ParameterError
 from bench.metrics import MetricSuite, psnr
 from bench.registry import get_degradation_class
-from bench.runner import RunConfig, build_cells, compute_cell, instantiate, make_observation, to_tensor
-from methods import _dip_nets as nets
+from bench.runner import RunConfig, build_cells
 from methods.dip import DeepImagePrior
 
 DEGRADATIONS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
@@ -35,45 +34,6 @@ def restore(params: DeepImagePrior.Params, obs: Observation, seed: int = 0) -> t
 @pytest.fixture(scope="module")
 def astronaut() -> torch.Tensor:
     return to_tensor(load_dataset("builtin", limit=1, crop=64)[0].image)
-
-
-def expected_skip_params(depth: int, down: int = 128, up: int = 128, skip: int = 4, scales: int = 5) -> int:
-    """Parameter count of the official skip net, layer by layer (conv weights + biases, BN affine)."""
-    total = 0
-    for i in range(scales):
-        c_in = depth if i == 0 else down
-        k = up if i < scales - 1 else down
-        total += c_in * skip + skip + 2 * skip  # 1×1 skip conv, BN
-        total += c_in * down * 9 + down + 2 * down  # stride-2 3×3 conv, BN
-        total += down * down * 9 + down + 2 * down  # 3×3 conv, BN
-        total += 2 * (skip + k)  # BN of the concatenation
-        total += (skip + k) * up * 9 + up + 2 * up  # 3×3 conv, BN
-        total += up * up + up + 2 * up  # 1×1 conv, BN
-    return total + up * 3 + 3  # 1×1 output conv
-
-
-def test_official_skip_net_structure():
-    net = nets.SkipNet(input_depth=32)
-    count = sum(p.numel() for p in net.parameters())
-    assert count == expected_skip_params(32) == 2_217_831  # the official notebook prints 2217831
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert sum(c.stride == (2, 2) for c in convs) == 5  # stride-2 downsampling at each of 5 scales
-    assert all(c.padding_mode == "reflect" for c in convs if c.kernel_size == (3, 3))
-    assert sorted({c.out_channels for c in convs}) == [3, 4, 128]
-    assert sum(c.out_channels == 4 and c.kernel_size == (1, 1) for c in convs) == 5  # 4-channel skips
-    assert all(m.negative_slope == 0.2 for m in net.modules() if isinstance(m, nn.LeakyReLU))
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 5 * 6
-    assert net.head.kernel_size == (1, 1)
-    out = net(torch.rand(1, 32, 64, 64))
-    assert out.shape == (1, 3, 64, 64) and 0 < float(out.detach().min()) and float(out.detach().max()) < 1  # sigmoid
-
-
-def test_small_net_is_the_jpeg_notebook_net():
-    net = nets.SkipNet.small(input_depth=3)
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    assert [c.out_channels for c in convs if c.stride == (2, 2)] == [8, 16, 32, 64, 128]
-    assert sorted(c.out_channels for c in convs if c.kernel_size == (1, 1) and c.out_channels == 4) == [4, 4]
-    assert net(torch.rand(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
 
 def test_restore_signature_has_no_clean_image():

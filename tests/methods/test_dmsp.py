@@ -7,15 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import RestoreContext
+from bench.cells import instantiate, to_tensor
 from bench.datasets import load_dataset
 from bench.errors import CheckpointError
 from bench.metrics import psnr
 from bench.registry import available
-from bench.runner import instantiate, to_tensor
+from bench.solvers.dae_prior import data_gradient, fill_missing, operator_gain
 from degradations.blur import Blur
 from degradations.inpaint import Inpaint
 from degradations.noise import Noise
-from methods.dmsp import DMSP, data_gradient, fill_missing, operator_gain
+from methods.dmsp import DMSP
 
 
 def _ctx(seed: int = 0) -> RestoreContext:
@@ -100,7 +101,7 @@ def test_same_seed_same_output(clean):
 def test_every_degradation(name, clean, tmp_path):
     overrides = {}
     if name == "deflow":  # a learned degradation needs a checkpoint: an untrained tiny one will do here
-        from degradations._deflow import DeFlowNet, get_config, save_deflow
+        from bench.nets.deflow import DeFlowNet, get_config, save_deflow
 
         path = tmp_path / "deflow.pt"
         save_deflow(path, DeFlowNet(get_config("tiny")), {"effective_sigma": {"heat0": 0.0, "heat1": 0.02}})

@@ -1,4 +1,4 @@
-"""Tests of the ``doubledip`` method and the Double-DIP losses (tiny images, few iterations)."""
+"""Tests of the ``doubledip`` method plugin (tiny images, few iterations); losses: tests/bench/solvers/test_dip_losses.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from bench.api import Observation, RestoreContext
+from bench.cells import compute_cell, instantiate, make_observation, to_tensor
 from bench.datasets import ImageItem, load_dataset
 from bench.metrics import MetricSuite
+from bench.nets import dip as nets
 from bench.registry import get_degradation_class
-from bench.runner import RunConfig, build_cells, compute_cell, instantiate, make_observation, to_tensor
-from methods import _dip_nets as nets
+from bench.runner import RunConfig, build_cells
 from methods.doubledip import DoubleDIP
 
 DEGRADATIONS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
@@ -82,20 +83,6 @@ def test_invalid_parameters_name_the_parameter():
         DoubleDIP.Params(artifact_range=0)
     with pytest.raises(ValueError, match="exclusion_weight"):
         DoubleDIP.Params(exclusion_weight=-1)
-
-
-def test_exclusion_loss_is_zero_for_disjoint_edges_and_positive_for_shared_ones():
-    left = torch.zeros(1, 3, 32, 32)
-    left[..., :16, :8] = 1.0  # an edge in the top half
-    right = torch.zeros(1, 3, 32, 32)
-    right[..., 16:, 24:] = 1.0  # an edge in the bottom half, far from the first
-    assert float(nets.exclusion_loss(left, right)) < 1e-3
-    assert float(nets.exclusion_loss(left, left)) > 0.1
-
-
-def test_std_loss_measures_local_variation():
-    assert float(nets.std_loss(torch.full((1, 3, 16, 16), 0.4))) < 1e-10
-    assert float(nets.std_loss(torch.rand(1, 3, 16, 16))) > 1e-3
 
 
 def test_restore_signature_has_no_clean_image():

@@ -1,25 +1,22 @@
-"""The flowprior method: patch tiling, MAP restoration, checkpoints and the trainer."""
+"""The flowprior method: patch tiling, MAP restoration and checkpoints (the trainer: tests/bench/training)."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from bench.api import RestoreContext
 from bench.errors import CheckpointError, ParameterError
-from bench.images import save_png
 from bench.metrics import psnr
+from bench.nets.flow import Flow, FlowConfig, load_checkpoint, save_checkpoint
 from bench.params import build_params
-from bench.registry import available, get_method_class
+from bench.registry import get_method_class
+from bench.solvers.flow_map import Tiler
+from bench.training.data import split_holdout
 from degradations.inpaint import Inpaint
 from degradations.noise import Noise
 from degradations.sr import SuperResolution
-from methods._flow import Flow, FlowConfig, load_checkpoint, save_checkpoint
-from methods.flowprior import DEFAULT_CHECKPOINT, FlowPrior, Tiler, flowprior_trainer, split_holdout
+from methods.flowprior import DEFAULT_CHECKPOINT, FlowPrior
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +72,8 @@ def test_params_are_validated():
     assert FlowPrior.profiles["smoke"]["iterations"] < FlowPrior.profiles["quick"]["iterations"]
 
 
-def test_registered_method_and_trainer():
+def test_registered_method():
     assert get_method_class("flowprior") is FlowPrior
-    assert available("trainer")["flowprior"] is flowprior_trainer
 
 
 def test_bad_checkpoint_setting(tmp_path):
@@ -101,8 +97,8 @@ def test_operators_on_the_full_image(tiny_checkpoint):
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="packaged flowprior weights not present")
 def test_map_beats_identity_on_noise_and_is_deterministic():
+    from bench.cells import to_tensor
     from bench.datasets import load_dataset
-    from bench.runner import to_tensor
 
     clean = to_tensor(load_dataset("builtin", limit=1, crop=64)[0].image)
     obs = Noise().degrade(clean, torch.Generator().manual_seed(0))
@@ -124,25 +120,3 @@ def test_packaged_checkpoint_is_weights_only():
 def test_split_holdout_is_disjoint():
     train, val = split_holdout(list(range(40)), 0.1)
     assert len(val) == 4 and not set(train) & set(val)
-
-
-def test_trainer_runs_and_resumes(tmp_path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    for i in range(3):
-        save_png(rng.random((24, 28, 3)).astype(np.float32), data / f"im{i}.png")
-    out = tmp_path / "flow.pt"
-    args = ["--data", str(data), "--config", "cpu", "--out", str(out), "--patch", "16", "--batch", "2",
-            "--save-every", "2", "--val-fraction", "0.34", "--threads", "1"]
-    runner = CliRunner()
-    result = runner.invoke(flowprior_trainer, [*args, "--steps", "2"])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(flowprior_trainer, [*args, "--steps", "3", "--resume"])
-    assert result.exit_code == 0, result.output
-    assert "resumed" in result.output
-    flow, meta = load_checkpoint(out)
-    assert meta["step"] == 3 and meta["train"]["val_images"] == 1
-    records = [json.loads(line) for line in out.with_name("flow.pt.log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [2, 3] and "val_bpd" in records[-1]
-    bad = runner.invoke(flowprior_trainer, ["--data", str(data), "--out", str(out), "--patch", "12"])
-    assert bad.exit_code != 0 and "multiple of 8" in bad.output

@@ -1,95 +1,33 @@
-"""SRFlow: invertibility, NLL training, official state-dict layout, the methods and the trainer."""
+"""The srflow4x / srflow8x methods: official checkpoints, output sizes, heat (network: tests/bench/nets)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from bench.api import RestoreContext
 from bench.checkpoints import save_checkpoint
 from bench.errors import CheckpointError
-from bench.images import save_png
+from bench.nets.srflow import SRFlowConfig, SRFlowNet
 from bench.registry import available
+from bench.solvers.srflow import load_model
 from degradations.noise import Noise
-from degradations.sr import SuperResolution, bicubic_down
-from methods._srflow_arch import SRFlowConfig, SRFlowNet
-from methods.srflow import DEFAULT_CHECKPOINTS, SRFlow4x, SRFlow8x, load_model, srflow_trainer
-
-HERE = Path(__file__).parent
-
-
-
-def _perturbed(cfg: SRFlowConfig, seed: int = 0) -> SRFlowNet:
-    """A tiny network with every parameter moved off its (near-identity) initialisation."""
-    torch.manual_seed(seed)
-    net = SRFlowNet(cfg).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return net
+from degradations.sr import SuperResolution
+from methods.srflow4x import SRFlow4x
+from methods.srflow8x import SRFlow8x
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> dict[int, Path]:
+def tiny_checkpoints(tmp_path_factory, perturbed_srflow) -> dict[int, Path]:
     out = {}
     for scale in (4, 8):
-        net = _perturbed(SRFlowConfig.tiny(scale), seed=scale)
+        net = perturbed_srflow(SRFlowConfig.tiny(scale), seed=scale)
         path = tmp_path_factory.mktemp("srflow") / f"tiny{scale}.pt"
         save_checkpoint({"state_dict": net.state_dict(), "config": net.cfg.to_dict()}, path)
         out[scale] = path
     return out
-
-
-@pytest.mark.parametrize("scale", [4, 8])
-def test_flow_is_invertible_for_fixed_condition(scale):
-    net = _perturbed(SRFlowConfig.tiny(scale))
-    m = net.cfg.multiple
-    hr = torch.rand(2, 3, 2 * m, m)
-    lr = torch.rand(2, 3, 2 * m // scale, m // scale)
-    with torch.no_grad():
-        z, epses, _ = net.encode(hr, lr)
-        back = net.decode(z, epses, lr)
-    assert len(epses) == sum(level < net.cfg.L - 1 for level in range(1, net.cfg.L + 1))
-    assert float((back - hr).abs().max()) < 1e-4
-
-
-def test_nll_decreases_on_tiny_data():
-    torch.manual_seed(0)
-    net = SRFlowNet(SRFlowConfig.tiny(4)).train()
-    hr = torch.rand(4, 3, 16, 16)
-    hr = (hr + hr.roll(1, -1) + hr.roll(1, -2)) / 3  # some structure to learn
-    hr = torch.round(hr * 255) / 255
-    lr = bicubic_down(hr, 4)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-    values = []
-    for _ in range(15):
-        bpd, _ = net.nll_bpd(hr, lr)
-        optimizer.zero_grad()
-        bpd.mean().backward()
-        optimizer.step()
-        values.append(float(bpd.detach().mean()))
-    assert all(np.isfinite(values))
-    assert values[-1] < values[0] - 0.05
-
-
-def _recorded_keys(scale: int) -> list[tuple[str, list[int]]]:
-    lines = (HERE / f"srflow_official_keys_{scale}x.txt").read_text().splitlines()
-    rows = [line.split("\t") for line in lines if line and not line.startswith("#")]
-    return [(key, [int(s) for s in shape.strip("[]").split(",") if s.strip()]) for key, shape in rows]
-
-
-@pytest.mark.parametrize("scale", [4, 8])
-def test_official_configuration_matches_recorded_state_dict(scale):
-    net = SRFlowNet(SRFlowConfig.official(scale))
-    mine = [(k, list(v.shape)) for k, v in net.state_dict().items()]
-    recorded = _recorded_keys(scale)
-    assert len(recorded) == {4: 1733, 8: 2080}[scale]
-    assert dict(mine) == dict(recorded)
-    assert [k for k, _ in mine] == [k for k, _ in recorded]  # module order too
 
 
 def test_official_layout_checkpoint_loads_strictly(tmp_path):
@@ -175,7 +113,7 @@ def test_params_are_validated():
 def test_packaged_defaults_exist_and_restore():
     assert {"srflow4x", "srflow8x"} <= set(available("method"))
     for cls in (SRFlow4x, SRFlow8x):
-        path = DEFAULT_CHECKPOINTS[cls.factor]
+        path = cls.default_checkpoint
         assert path.is_file() and path.stat().st_size < 20 * 2**20
         net = load_model(path, cls.factor)
         assert net.cfg.residual and net.cfg.scale == cls.factor
@@ -184,37 +122,3 @@ def test_packaged_defaults_exist_and_restore():
     assert tuple(x.shape) == (1, 3, 32, 32)
 
 
-def test_trainer_writes_a_loadable_checkpoint(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        save_png(rng.random((40, 40, 3)).astype(np.float32), data / f"im{i}.png")
-    out = tmp_path / "tiny.pt"
-    result = CliRunner().invoke(
-        srflow_trainer,
-        [
-            "--scale",
-            "4",
-            "--data",
-            str(data),
-            "--steps",
-            "2",
-            "--config",
-            "tiny",
-            "--batch",
-            "2",
-            "--patch",
-            "16",
-            "--save-every",
-            "1",
-            "--val-fraction",
-            "0.34",
-            "--out",
-            str(out),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "val_bpd" in result.output
-    net = load_model(out, 4)
-    assert net.cfg == SRFlowConfig.tiny(4)

@@ -1,6 +1,6 @@
 """Glow-like multi-scale normalising flow with conditional split priors (Helminger et al.).
 
-Building blocks of the ``flowprior`` method. ``T_θ`` maps a latent ``u`` to an
+The prior of the ``flowprior`` method (layers: :mod:`bench.nets.flow_layers`). ``T_θ`` maps a latent ``u`` to an
 image ``x``; :meth:`Flow.encode` computes ``T_θ⁻¹(x)`` and :meth:`Flow.decode`
 computes ``T_θ(u)``, both with exact log-determinants. A latent is a list of
 tensors: the halves split off at levels 1..L-1 (finest first) and the top
@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.nets.flow_layers import LOG_2PI, FlowStep, gaussian_log_prob, zero_conv
+
 Tensor = torch.Tensor
-LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
@@ -46,6 +46,9 @@ class FlowConfig:
     3×3 conv (the paper's Sprites setting), ``"deep"`` is dropout then five 3×3
     convs with ReLUs, the last zero-initialised (the paper's DIV2K setting).
     ``top_scale`` is ``"learned"`` (``p(u_0) = N(μ, σ)``) or ``"unit"`` (``N(μ, 1)``).
+
+    >>> FlowConfig(levels=2).multiple, get_config("div2k").context
+    (4, 'deep')
     """
 
     levels: int = 3
@@ -103,139 +106,14 @@ def get_config(name: str) -> FlowConfig:
     return FlowConfig(**CONFIGS[name].to_dict())
 
 
-def gaussian_log_prob(z: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
-    """Per-sample sum of ``log N(z; mean, exp(log_scale)²)``."""
-    lp = -0.5 * (LOG_2PI + 2 * log_scale + ((z - mean) * torch.exp(-log_scale)) ** 2)
-    return lp.flatten(1).sum(1)
-
-
-class ActNorm(nn.Module):
-    """Per-channel affine ``y = (x + b)·exp(s)``, initialised from the first training batch."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        # a buffer so that loaded checkpoints never re-initialise
-        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
-
-    @torch.no_grad()
-    def _init(self, x: Tensor) -> None:
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        std = x.std(dim=(0, 2, 3), keepdim=True)
-        self.bias.data.copy_(-mean)
-        self.log_scale.data.copy_(-torch.log(std + 1e-6))
-        self.initialized.fill_(1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.training and not self.initialized:
-            self._init(x)
-        logdet = self.log_scale.sum() * x.shape[2] * x.shape[3]
-        return (x + self.bias) * torch.exp(self.log_scale), logdet.expand(x.shape[0])
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        logdet = -self.log_scale.sum() * y.shape[2] * y.shape[3]
-        return y * torch.exp(-self.log_scale) - self.bias, logdet.expand(y.shape[0])
-
-
-class InvConv1x1(nn.Module):
-    """Invertible 1×1 convolution, LU-parameterised: ``log|det| = H·W·Σ log|s|``."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        w = torch.linalg.qr(torch.randn(channels, channels))[0]
-        p, lower, upper = torch.linalg.lu(w)
-        s = torch.diagonal(upper)
-        self.register_buffer("perm", p)
-        self.register_buffer("sign_s", torch.sign(s))
-        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
-        self.register_buffer("eye", torch.eye(channels))
-        self.lower = nn.Parameter(lower)
-        self.upper = nn.Parameter(torch.triu(upper, 1))
-        self.log_s = nn.Parameter(torch.log(torch.abs(s)))
-
-    def weight(self) -> Tensor:
-        lower = self.lower * self.lower_mask + self.eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
-        return self.perm @ lower @ upper
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        logdet = self.log_s.sum() * x.shape[2] * x.shape[3]
-        return F.conv2d(x, self.weight()[:, :, None, None]), logdet.expand(x.shape[0])
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        logdet = -self.log_s.sum() * y.shape[2] * y.shape[3]
-        w_inv = torch.linalg.inv(self.weight())
-        return F.conv2d(y, w_inv[:, :, None, None]), logdet.expand(y.shape[0])
-
-
-def zero_conv(c_in: int, c_out: int, kernel: int = 3) -> nn.Conv2d:
-    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-class AffineCoupling(nn.Module):
-    """``y_b = (x_b + t(x_a))·sigmoid(r(x_a) + 2)``; net 3×3 conv → ReLU → 1×1 → ReLU → 3×3 (zero init).
-
-    The sigmoid scale (as in Glow's code) keeps the inverse well conditioned;
-    zero initialisation makes every step start close to the identity.
-    """
-
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.half = channels // 2
-        self.net = nn.Sequential(
-            nn.Conv2d(self.half, hidden, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(hidden, hidden, 1),
-            nn.ReLU(),
-            zero_conv(hidden, 2 * (channels - self.half)),
-        )
-
-    def _shift_scale(self, xa: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.net(xa)
-        shift, raw = h[:, 0::2], h[:, 1::2]
-        return shift, torch.sigmoid(raw + 2.0)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        xa, xb = x[:, : self.half], x[:, self.half :]
-        shift, scale = self._shift_scale(xa)
-        yb = (xb + shift) * scale
-        return torch.cat([xa, yb], 1), torch.log(scale).flatten(1).sum(1)
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        ya, yb = y[:, : self.half], y[:, self.half :]
-        shift, scale = self._shift_scale(ya)
-        xb = yb / scale - shift
-        return torch.cat([ya, xb], 1), -torch.log(scale).flatten(1).sum(1)
-
-
-class FlowStep(nn.Module):
-    """ActNorm → invertible 1×1 conv → affine coupling."""
-
-    def __init__(self, channels: int, hidden: int):
-        super().__init__()
-        self.layers = nn.ModuleList([ActNorm(channels), InvConv1x1(channels), AffineCoupling(channels, hidden)])
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        total = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            x, ld = layer(x)
-            total = total + ld
-        return x, total
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        total = y.new_zeros(y.shape[0])
-        for layer in reversed(self.layers):
-            y, ld = layer.inverse(y)
-            total = total + ld
-        return y, total
-
 
 class ContextEncoder(nn.Module):
-    """``h_l ↦ (μ, log σ)`` of the split-off half; zero-initialised last layer (starts at N(0, 1))."""
+    """``h_l ↦ (μ, log σ)`` of the split-off half; zero-initialised last layer (starts at N(0, 1)).
+
+    >>> mean, log_scale = ContextEncoder(6, 6, FlowConfig())(torch.randn(1, 6, 4, 4))
+    >>> tuple(mean.shape), float(log_scale.detach().abs().max())
+    ((1, 6, 4, 4), 0.0)
+    """
 
     def __init__(self, c_in: int, c_out: int, config: FlowConfig):
         super().__init__()
@@ -255,7 +133,12 @@ class ContextEncoder(nn.Module):
 
 
 class Flow(nn.Module):
-    """Multi-scale flow: per level squeeze, K steps, then split (all but the last level)."""
+    """Multi-scale flow: per level squeeze, K steps, then split (all but the last level).
+
+    >>> flow = Flow(FlowConfig(levels=2, steps=1, hidden=8)).eval()
+    >>> tuple(flow.log_prob(torch.rand(3, 3, 8, 8)).shape)
+    (3,)
+    """
 
     def __init__(self, config: FlowConfig):
         super().__init__()
@@ -347,74 +230,6 @@ class Flow(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         """Continuous ``log p(x)`` per sample (x in [0, 1])."""
         return self.encode(x)[1]
-
-
-def bits_per_dim(log_p: Tensor, dims: int) -> Tensor:
-    """Discrete bits/dim of 8-bit data from the continuous ``log p`` of the [0, 1]-scaled image."""
-    return -log_p / (dims * math.log(2)) + 8.0
-
-
-@dataclass
-class LossWeights:
-    """The paper's weights: β_ln = 100, β_ae = 1, β_in = 100."""
-
-    ln: float = 100.0
-    ae: float = 1.0
-    in_: float = 100.0
-    latent_noise: float = 0.5
-    image_noise: float = 10.0 / 255.0
-
-
-def _uniform(like: Tensor, magnitude: float, generator: torch.Generator | None) -> Tensor:
-    u = torch.rand(like.shape, generator=generator, dtype=like.dtype, device="cpu").to(like.device)
-    return (2 * u - 1) * magnitude
-
-
-def training_losses(
-    flow: Flow,
-    x: Tensor,
-    weights: LossWeights | None = None,
-    generator: torch.Generator | None = None,
-    reg_batch: int | None = None,
-) -> dict[str, Tensor]:
-    """The four losses of the paper on an 8-bit batch ``x`` in [0, 1]; ``total`` is the weighted sum.
-
-    - ``nll``: bits/dim of ``x + ε``, ε ~ U(0, 1/256) (dequantisation).
-    - ``ln``: ``mean (T(T⁻¹(x̃) + ξ) − x̃)²``, ξ ~ U(±0.5) in every latent.
-    - ``ae``: ``mean (T(u_top, μ(h)…) − x̃)²``: decode with the split-off latents
-      replaced by their context-encoder means. An exact bijection reconstructs
-      perfectly, so this is the only auto-encoder reading that constrains
-      anything: it makes the coarse latents (and the means) carry the image.
-    - ``in``: ``mean (T⁻¹(x̃) − T⁻¹(x̃ + η))²`` over all latents, η ~ U(±10/255).
-
-    Squared norms are averaged per dimension so the paper's β's balance them
-    against bits/dim. ``reg_batch`` evaluates the three regularisers on the
-    first ``reg_batch`` samples only (each costs a full extra flow pass; on a
-    CPU this keeps a step ~2× instead of ~4× the cost of the NLL alone).
-    """
-    w = weights or LossWeights()
-    dims = x[0].numel()
-    xd = x + torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device) / 256.0
-    zs, log_p = flow.encode(xd)
-    nll = bits_per_dim(log_p, dims).mean()
-    out = {"nll": nll}
-    total = nll
-    r = x.shape[0] if reg_batch is None else max(1, min(reg_batch, x.shape[0]))
-    zs, xd = [z[:r] for z in zs], xd[:r]
-    if w.ln:
-        noisy = [z + _uniform(z, w.latent_noise, generator) for z in zs]
-        out["ln"] = (flow.decode(noisy) - xd).pow(2).mean()
-        total = total + w.ln * out["ln"]
-    if w.ae:
-        out["ae"] = (flow.decode(zs, use_means=True) - xd).pow(2).mean()
-        total = total + w.ae * out["ae"]
-    if w.in_:
-        zs_eta, _ = flow.encode(xd + _uniform(xd, w.image_noise, generator))
-        sq = sum((a - b).pow(2).sum() for a, b in zip(zs, zs_eta))
-        out["in"] = sq / sum(z.numel() for z in zs)
-        total = total + w.in_ * out["in"]
-    out["total"] = total
-    return out
 
 
 CHECKPOINT_FORMAT = "restoration-bench/flowprior-v1"

@@ -1,4 +1,4 @@
-"""Helpers of the DeFlow demonstration (the test and ``benchmarks/deflow_demo.py``).
+"""Helpers of the DeFlow demonstration (``tests/degradations/test_deflow.py`` and ``benchmarks/deflow_demo.py``).
 
 A hidden synthetic degradation to learn from unpaired folders, PNG I/O, random
 crops, and the radially averaged power spectrum used to compare residuals.
@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from bench.api import quantize
-from degradations.jpeg import pillow_jpeg
+from bench.physics.jpeg import pillow_jpeg
 
 Tensor = torch.Tensor
 

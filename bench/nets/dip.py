@@ -1,4 +1,4 @@
-"""Networks and losses shared by ``dip`` and ``doubledip`` (not a plugin: leading underscore).
+"""The Deep Image Prior "skip" network and its input codes, shared by ``dip`` and ``doubledip``.
 
 :class:`SkipNet` is the encoder–decoder with skip connections of Ulyanov et al.
 (``models/skip.py`` of the official Deep Image Prior code), rebuilt here as an
@@ -8,9 +8,10 @@ projection of the scale's input, then a 3×3 and a 1×1 convolution mix them.
 Every convolution is followed by BatchNorm and LeakyReLU(0.2); padding is by
 reflection; a 1×1 convolution and a sigmoid make the output.
 
-:func:`exclusion_loss` and :func:`std_loss` are the gradient-exclusion and
-local-variance losses of Double-DIP (Gandelsman et al., ``net/losses.py`` of
-the official code).
+The helpers build a net reproducibly (:func:`make_net`), pad odd image sizes
+(:func:`working_size`, :func:`centre_crop`) and draw the codes and
+per-iteration perturbations (:func:`code_noise`, :func:`noise_buffer`,
+:func:`fill_normal`) from a given generator.
 
 Example:
     >>> import torch
@@ -28,9 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import Observation
-
-Tensor = torch.Tensor
+from bench.physics.operator import Tensor
 
 # The official configurations, as (channels_down, channels_up, channels_skip).
 SKIP_128 = ((128,) * 5, (128,) * 5, (4,) * 5)  # denoising, SR, inpainting notebooks (get_net 'skip')
@@ -91,6 +90,12 @@ class SkipNet(nn.Module):
         kernel_down / kernel_up / kernel_skip: convolution sizes.
         upsample: ``bilinear`` or ``nearest``.
         need1x1_up: the 1×1 convolution after each decoder block (official default).
+
+    Example:
+        >>> import torch
+        >>> net = SkipNet(input_depth=4, channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2))
+        >>> net.multiple, tuple(net(torch.rand(1, 4, 16, 16)).shape)
+        (4, (1, 3, 16, 16))
     """
 
     def __init__(self, input_depth: int = 32, out_channels: int = 3,
@@ -174,104 +179,6 @@ def make_net(factory: Callable[[], SkipNet], seed: int, device: torch.device, ch
 def code_noise(depth: int, shape: Sequence[int], generator: torch.Generator, scale: float = 0.1) -> Tensor:
     """The official DIP input: ``U(0, 1) · 0.1`` of ``depth`` channels (``get_noise(..., 'noise')``)."""
     return torch.rand((1, depth, *shape), generator=generator) * scale
-
-
-# --- Double-DIP losses ------------------------------------------------------
-
-
-def _gradients(x: Tensor) -> tuple[Tensor, Tensor]:
-    return x[:, :, 1:, :] - x[:, :, :-1, :], x[:, :, :, 1:] - x[:, :, :, :-1]
-
-
-def _cross_channel(a: Tensor, b: Tensor) -> Tensor:
-    # mean over pixels of a_j² · b_i² for all 3×3 channel pairs, each to the power ¼, summed
-    prod = torch.einsum("njhw,nihw->nji", a * a, b * b) / (a.shape[-1] * a.shape[-2])
-    return prod.mean(0).clamp_min(1e-20).pow(0.25).sum()  # clamp: finite gradient at 0
-
-
-def exclusion_loss(x: Tensor, y: Tensor, levels: int = 3) -> Tensor:
-    """Double-DIP's gradient exclusion between two layers over ``levels`` scales (2× average pooling).
-
-    Gradients are squashed by ``2·sigmoid(g) − 1``; each scale contributes the
-    ¼ power of the mean product of squared squashed gradients for every pair of
-    colour channels; x and y directions are averaged. Zero when the two layers
-    never have gradients at the same place.
-
-    >>> import torch
-    >>> round(float(exclusion_loss(torch.zeros(1, 3, 16, 16), torch.rand(1, 3, 16, 16))), 4)
-    0.0
-    >>> round(float(exclusion_loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))), 1)
-    0.1
-    """
-    total_x = x.new_zeros(())
-    total_y = x.new_zeros(())
-    for level in range(levels):
-        if level:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        if min(x.shape[-2:]) < 2:
-            break
-        gx1, gy1 = _gradients(x)
-        gx2, gy2 = _gradients(y)
-        total_x = total_x + _cross_channel(2 * torch.sigmoid(gx1) - 1, 2 * torch.sigmoid(gx2) - 1)
-        total_y = total_y + _cross_channel(2 * torch.sigmoid(gy1) - 1, 2 * torch.sigmoid(gy2) - 1)
-    pairs = levels * x.shape[1] * y.shape[1]
-    return (total_x / pairs + total_y / pairs) / 2
-
-
-def std_loss(x: Tensor) -> Tensor:
-    """Double-DIP's StdLoss: mean squared difference between the grey image and its 5×5 box blur.
-
-    Zero for a locally constant image (valid convolution, no padding).
-
-    >>> import torch
-    >>> round(float(std_loss(torch.full((1, 3, 8, 8), 0.3))), 6)
-    0.0
-    """
-    grey = x.mean(dim=1, keepdim=True) if x.shape[1] == 3 else x
-    blurred = F.avg_pool2d(grey, 5, stride=1)
-    return (grey[..., 2:-2, 2:-2] - blurred).pow(2).mean()
-
-
-# --- what the method may know about the degradation ---------------------------
-
-TASKS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
-
-# DIP and Double-DIP profiles: a fraction of the paper's per-task iteration counts
-ITERATION_PROFILES = {
-    "smoke": {"iteration_scale": 0.01},
-    "quick": {"iteration_scale": 0.1},
-    "paper": {"iteration_scale": 1.0},
-}
-
-
-def infer_task(obs: Observation) -> str:
-    """The restoration task of an observation, from what a method is given (never the clean image).
-
-    A mask means inpainting, a smaller observation super-resolution. An identity
-    operator is JPEG when the description or the operator name says so, else
-    denoising; any other operator is deblurring, ``multi`` when JPEG follows
-    the blur. (A ``task`` field on :class:`bench.api.Observation` would make
-    the description heuristic unnecessary.)
-
-    >>> import torch
-    >>> from degradations.multi import Multi
-    >>> infer_task(Multi().degrade(torch.rand(1, 3, 32, 32), torch.Generator()))
-    'multi'
-    """
-    op = obs.operator
-    if op.mask is not None:
-        return "inpaint"
-    if tuple(op.out_shape) != tuple(op.in_shape):
-        return "sr"
-    jpeg = "jpeg" in obs.description.lower() or "jpeg" in op.name.lower()
-    if op.name in ("identity", "diffjpeg"):
-        return "jpeg" if jpeg else "noise"
-    return "multi" if jpeg else "blur"
-
-
-def sr_factor(obs: Observation) -> int:
-    """Super-resolution factor ``in_shape / out_shape`` (1 when shapes agree)."""
-    return max(1, round(obs.operator.in_shape[0] / obs.operator.out_shape[0]))
 
 
 def bf16_supported(device: torch.device) -> bool:

@@ -1,0 +1,303 @@
+"""One grid cell: its plugins, its cache key, and how it is degraded, restored and scored.
+
+A cell is (method instance, degradation instance, image, seed, profile). Its
+cache key hashes the method (name, effective parameters, code version), the
+degradation (the same), the image content, the seed and the profile; file
+parameters (``checkpoint=...``) count by their content hash, not their path.
+Code versions come from :func:`bench.codeversion.code_version`.
+:func:`execute_cell` is a pure function of its inputs (it never writes), so
+executors can run it anywhere; the runner is the single writer to the store.
+
+Example:
+    >>> import numpy as np
+    >>> from bench.datasets import ImageItem
+    >>> from bench.metrics import MetricSuite
+    >>> method = instantiate("method", "identity", {}, "smoke")[0]
+    >>> noise = instantiate("degradation", "noise", {}, "smoke")[0]
+    >>> cell = Cell.make(method, noise, ImageItem("flat", np.full((16, 16, 3), 0.5, np.float32)), 0, "smoke", "demo")
+    >>> row = execute_cell(cell, MetricSuite(lpips=False))
+    >>> row["status"], row["psnr"] == row["input_psnr"]
+    ('ok', True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import __version__
+from bench.api import Degradation, Method, Observation, RestoreContext
+from bench.checkpoints import file_version, sha256_file
+from bench.codeversion import code_version
+from bench.datasets import ImageItem
+from bench.metrics import MetricSuite, psnr
+from bench.params import build_params, expand_grid, params_to_dict
+from bench.registry import lookup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PluginInstance:
+    """A method or degradation with concrete parameters, a label and a code version.
+
+    Example:
+        >>> PluginInstance("method", "tv", None, {"weight": 0.9}, "tv", "abc").key_data()
+        {'name': 'tv', 'params': {'weight': 0.9}, 'version': 'abc'}
+    """
+
+    kind: str
+    name: str
+    plugin: Any
+    params: dict[str, Any]
+    label: str
+    version: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def key_data(self) -> dict[str, Any]:
+        data = {"name": self.name, "params": self.params, "version": self.version}
+        if self.files:  # only when set, so keys of runs without file parameters stay as they were
+            data["files"] = self.files
+        return data
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # file_version -> short sha256
+
+
+def is_file_parameter(name: str) -> bool:
+    """Parameters that name a file whose *content* defines the result (``checkpoint``, ``*_checkpoint``, ``*_file``)."""
+    return name == "checkpoint" or name.endswith(("_checkpoint", "_file"))
+
+
+def file_digests(params: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every existing file named by a file parameter, so the cache follows the file, not its path.
+
+    A checkpoint re-trained in place gets new cells instead of stale cached ones.
+    Missing files are left out (the plugin reports them when it runs).
+    """
+    out = {}
+    for name, value in params.items():
+        if not (is_file_parameter(name) and isinstance(value, str) and value):
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            continue
+        memo = file_version(path)
+        if memo not in _FILE_DIGESTS:
+            _FILE_DIGESTS[memo] = sha256_file(path)[:16]
+        out[name] = _FILE_DIGESTS[memo]
+    return out
+
+
+def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str) -> list[PluginInstance]:
+    """Instances of ``name`` for each point of the override grid (lists expand)."""
+    cls = lookup(kind, name)
+    base = dict(getattr(cls, "profiles", {}).get(profile, {})) if kind == "method" else {}
+    grid = expand_grid(overrides) if overrides else [{}]
+    instances = []
+    for point in grid:
+        values = {**base, **point}
+        params = build_params(cls.Params, values, owner=name)
+        label = name
+        if len(grid) > 1:
+            label = name + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+        values = params_to_dict(params)
+        instances.append(
+            PluginInstance(kind, name, cls(params), values, label, code_version(cls), file_digests(values))
+        )
+    return instances
+
+
+def digest(payload: Any) -> str:
+    """32 hex digits of sha256 over ``payload`` as sorted JSON (the cache-key hash)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Cell:
+    """One grid point. ``image`` may be None while the cell travels to a worker without its pixels.
+
+    Example:
+        >>> m = PluginInstance("method", "identity", None, {}, "identity", "v1")
+        >>> d = PluginInstance("degradation", "noise", None, {"sigma": 25.0}, "noise", "v2")
+        >>> image = ImageItem("flat", np.zeros((4, 4, 3), np.float32))
+        >>> len(Cell.make(m, d, image, 0, "smoke", "demo").key)
+        32
+    """
+
+    method: PluginInstance
+    degradation: PluginInstance
+    image: ImageItem | None
+    seed: int
+    profile: str
+    dataset: str
+    key: str = ""
+    image_id: str = ""
+    degraded_key: str = ""
+
+    @staticmethod
+    def make(method: PluginInstance, degradation: PluginInstance, image: ImageItem, seed: int, profile: str,
+             dataset: str) -> Cell:
+        payload = {
+            "method": method.key_data(),
+            "degradation": degradation.key_data(),
+            "image": image.digest,
+            "seed": seed,
+            "profile": profile,
+        }
+        degraded = digest({"degradation": degradation.key_data(), "image": image.digest, "seed": seed})
+        return Cell(method, degradation, image, seed, profile, dataset, key=digest(payload), image_id=image.id,
+                    degraded_key=degraded)
+
+
+def derived_seed(*parts: Any) -> int:
+    """A 63-bit seed derived from ``parts`` (independent of execution order)."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
+
+
+def degradation_generator(seed: int, image_id: str, degradation: str) -> torch.Generator:
+    """The generator a cell's degradation draws from (seeded by seed, image and degradation name)."""
+    return torch.Generator().manual_seed(derived_seed("degrade", seed, image_id, degradation))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` array -> ``(1, 3, H, W)`` float tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+
+
+def to_array(x: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` tensor -> ``(H, W, 3)`` array (on the CPU)."""
+    return x.detach().cpu()[0].permute(1, 2, 0).numpy()
+
+
+def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, image_id: str, name: str,
+                     cached_y: np.ndarray | None = None) -> Observation:
+    """The cell's observation; with ``cached_y`` only the operator is rebuilt (same draws)."""
+    generator = degradation_generator(seed, image_id, name)
+    if cached_y is None:
+        return degradation.degrade(clean, generator)
+    degradation.check_shape(tuple(clean.shape[-2:]))
+    operator = degradation.make_operator(tuple(clean.shape[-2:]), generator)
+    return degradation.observation(to_tensor(cached_y), operator)
+
+
+def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str = "cpu",
+                 progress: bool = False) -> dict[str, Any]:
+    """Restore one cell and score it. Returns the row (status 'ok' or 'failed'); never raises
+    for method errors. The clean image is used only here, for the metrics, after restoring."""
+    method: Method = cell.method.plugin
+    ctx = RestoreContext(
+        generator=torch.Generator().manual_seed(
+            derived_seed("method", cell.seed, cell.image.id, cell.degradation.label, cell.method.label)
+        ),
+        seed=cell.seed,
+        profile=cell.profile,
+        device=torch.device(device),
+        progress=progress,
+    )
+    torch.manual_seed(derived_seed("global", cell.seed, cell.image.id, cell.method.label) % (2**31))
+    row = base_row(cell)
+    start = time.perf_counter()
+    try:
+        restore_obs = dataclasses.replace(obs, y=obs.y.to(device), operator=obs.operator.to(device))
+        out = method.restore(restore_obs, ctx)
+        seconds = time.perf_counter() - start
+        expected = (1, 3, *cell.image.image.shape[:2])
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"method returned shape {shape}, expected {expected}")
+        if not torch.isfinite(out).all():
+            raise ValueError("method returned NaN or Inf values")
+        restored = np.round(to_array(out.float().clamp(0, 1)) * 255.0).astype(np.uint8)
+        clean = to_tensor(cell.image.image)
+        scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0))
+        row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores))
+        row["_restored"] = restored
+    except Exception as err:  # the cell fails; the run goes on
+        row.update(status="failed", error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
+        log.debug("cell failed:\n%s", traceback.format_exc())
+    row["peak_memory_mb"] = peak_memory_mb(device)
+    return row
+
+
+def execute_cell(cell: Cell, metrics: MetricSuite, device: str = "cpu", progress: bool = False,
+                 cached_y: np.ndarray | None = None) -> dict[str, Any]:
+    """Degrade (or rebuild the operator for a cached observation), restore and score one cell.
+
+    Runs anywhere (the local process or a worker) and never touches the store: the row it returns
+    carries the restored and degraded images (``_restored``, ``_degraded``) for the single writer.
+    """
+    degradation = cell.degradation.plugin
+    clean = to_tensor(cell.image.image)
+    try:
+        obs = make_observation(degradation, clean, cell.seed, cell.image.id, cell.degradation.name, cached_y)
+    except Exception as err:  # a degradation failing on one image fails that cell only
+        return failed_row(cell, f"degradation failed: {type(err).__name__}: {err}")
+    row = compute_cell(cell, obs, metrics, device, progress=progress)
+    row["input_psnr"] = input_psnr(cell, obs)
+    if cached_y is None:
+        row["_degraded"] = np.round(to_array(obs.y) * 255.0).astype(np.uint8)
+    return row
+
+
+def input_psnr(cell: Cell, obs: Observation) -> float | None:
+    """PSNR of the observation's initial estimate (e.g. bicubic for sr), for reference only."""
+    init = obs.operator.init(obs.y)
+    if tuple(init.shape[-2:]) != cell.image.image.shape[:2]:
+        return None
+    return psnr(to_tensor(cell.image.image), init.cpu())
+
+
+def clean_scores(scores: dict[str, float]) -> dict[str, float | None]:
+    """NaN scores (a metric that does not apply) as None, stored as missing."""
+    return {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in scores.items()}
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated CUDA memory, in MB."""
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        value = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        return value
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def base_row(cell: Cell) -> dict[str, Any]:
+    """The row columns that identify a cell (everything but its outcome)."""
+    return {
+        "key": cell.key,
+        "method": cell.method.name,
+        "method_label": cell.method.label,
+        "method_params": cell.method.params,
+        "method_version": cell.method.version,
+        "degradation": cell.degradation.name,
+        "degradation_label": cell.degradation.label,
+        "degradation_params": cell.degradation.params,
+        "degradation_description": cell.degradation.plugin.describe(),
+        "dataset": cell.dataset,
+        "image": cell.image.id,
+        "image_digest": cell.image.digest,
+        "seed": cell.seed,
+        "profile": cell.profile,
+        "bench_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def failed_row(cell: Cell, reason: str) -> dict[str, Any]:
+    """The row of a cell that could not be computed."""
+    row = base_row(cell)
+    row.update(status="failed", error=reason)
+    return row

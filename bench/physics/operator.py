@@ -1,0 +1,129 @@
+"""The forward operator ``A``, the observation a method receives, and 8-bit quantisation.
+
+Physics (the forward operator and its noise level) is kept apart from the
+restoration methods, as in deepinv. A degradation draws its random parts (blur
+kernel, inpainting mask) to build an :class:`Operator`, then simulates the
+observation ``y = A(x) + noise``. A method receives only the :class:`Observation`
+(``y``, ``A``, the noise level, the declared task); never the clean image.
+
+Example:
+    >>> import torch
+    >>> op = Operator(lambda x: x, out_shape=(8, 8), in_shape=(8, 8), sigma=0.1)
+    >>> obs = Observation(y=torch.zeros(1, 3, 8, 8), operator=op, task="noise")
+    >>> tuple(obs.operator.init(obs.y).shape), obs.task
+    ((1, 3, 8, 8), 'noise')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+
+# Restoration tasks a degradation may declare; methods pick recipes from ``Observation.task``.
+TASKS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
+
+
+class Operator:
+    """A differentiable forward operator ``A`` with the observation's noise level.
+
+    Args:
+        forward: maps a clean image batch ``(N, 3, H, W)`` in [0, 1] to the
+            observation space; must be differentiable (autograd gives ``A^T``).
+        in_shape: ``(H, W)`` of clean images.
+        out_shape: ``(h, w)`` of observations.
+        sigma: effective standard deviation of the observation noise on the
+            [0, 1] scale (includes model error for approximate operators).
+        mask: optional observation mask (1 = observed), same shape as ``y``.
+        initializer: maps ``y`` to a first estimate in image space (defaults to
+            ``y`` when shapes agree; super-resolution uses bicubic upsampling).
+
+    Example:
+        >>> import torch
+        >>> op = Operator(lambda x: 2 * x, in_shape=(4, 4), out_shape=(4, 4), sigma=0.0)
+        >>> float(op(torch.ones(1, 3, 4, 4)).mean())
+        2.0
+    """
+
+    def __init__(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        in_shape: tuple[int, int],
+        out_shape: tuple[int, int],
+        sigma: float,
+        mask: Tensor | None = None,
+        initializer: Callable[[Tensor], Tensor] | None = None,
+        name: str = "A",
+    ):
+        self._forward = forward
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        self.sigma = float(sigma)
+        self.mask = mask
+        self._initializer = initializer
+        self.name = name
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self._forward(x)
+
+    def init(self, y: Tensor) -> Tensor:
+        """A first estimate of the clean image from ``y`` (no clean data used)."""
+        if self._initializer is not None:
+            return self._initializer(y)
+        if tuple(y.shape[-2:]) != self.in_shape:
+            raise ValueError(f"operator {self.name} needs an initializer for shape change")
+        return y.clone()
+
+    def data_residual(self, x: Tensor, y: Tensor) -> Tensor:
+        """``A(x) - y``, masked where the operator has a mask."""
+        residual = self(x) - y
+        if self.mask is not None:
+            residual = residual * self.mask
+        return residual
+
+    def to(self, device: torch.device | str) -> Operator:
+        """Move the mask to ``device``; the forward closure moves its own tensors."""
+        if self.mask is not None:
+            self.mask = self.mask.to(device)
+        return self
+
+
+@dataclass
+class Observation:
+    """What a method is given: the degraded image and the physics that made it.
+
+    ``task`` is the restoration task the degradation declares (one of
+    :data:`TASKS`, or ``""`` when unknown); methods choose recipes from it and
+    never from ``description``, which is only a caption.
+
+    Example:
+        >>> import torch
+        >>> op = Operator(lambda x: x, in_shape=(4, 4), out_shape=(4, 4), sigma=25 / 255)
+        >>> obs = Observation(torch.zeros(1, 3, 4, 4), op, description="noise σ=25", task="noise")
+        >>> round(obs.sigma * 255), obs.task
+        (25, 'noise')
+    """
+
+    y: Tensor
+    operator: Operator
+    description: str = ""
+    task: str = ""  # the restoration task the degradation declares (see ``TASKS``); never read from captions
+
+    @property
+    def sigma(self) -> float:
+        """Effective noise standard deviation on the [0, 1] scale."""
+        return self.operator.sigma
+
+
+def quantize(x: Tensor) -> Tensor:
+    """Clip to [0, 1] and round to 8-bit levels, like a stored image.
+
+    Example:
+        >>> import torch
+        >>> float(quantize(torch.tensor([1.5, 0.5001])).mul(255)[1])
+        128.0
+    """
+    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0

@@ -1,0 +1,195 @@
+"""Deep Image Prior: the per-task recipes, how the task is chosen, and the fitting loop of ``dip``.
+
+The task comes from :attr:`Observation.task`, which the degradation declares.
+Only an observation without a declared task (built by hand, or by a
+third-party degradation that sets no ``task``) falls back to a structural rule
+that never reads captions or operator names (:func:`resolve_task`).
+
+Example:
+    >>> import torch
+    >>> from bench.physics import Observation, Operator
+    >>> op = Operator(lambda x: x, (64, 64), (64, 64), sigma=0.1)
+    >>> obs = Observation(torch.rand(1, 3, 64, 64), op, description="my_jpeg.pt", task="noise")
+    >>> resolve_task(obs), task_settings(resolve_task(obs), obs)
+    ('noise', (3000, 0.03333333333333333, 'skip', 32))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.api import RestoreContext
+from bench.nets import dip as nets
+from bench.physics.operator import TASKS, Observation, Tensor
+
+# DIP and Double-DIP profiles: a fraction of the paper's per-task iteration counts
+ITERATION_PROFILES = {
+    "smoke": {"iteration_scale": 0.01},
+    "quick": {"iteration_scale": 0.1},
+    "paper": {"iteration_scale": 1.0},
+}
+
+# Official per-task recipes (the notebooks of github.com/DmitryUlyanov/deep-image-prior):
+# task -> (iterations, reg_noise_std, net, input_depth). ``sr`` is keyed by factor.
+PAPER_SETTINGS: dict[str, tuple[int, float, str, int]] = {
+    "noise": (3000, 1 / 30, "skip", 32),  # denoising.ipynb, F16
+    "jpeg": (2400, 1 / 30, "small", 3),  # denoising.ipynb, snail (blind JPEG)
+    "sr2": (2000, 0.03, "skip", 32),  # no official x2 run: the x4 recipe
+    "sr4": (2000, 0.03, "skip", 32),  # super-resolution.ipynb
+    "sr8": (4000, 0.05, "skip", 32),  # super-resolution.ipynb
+    "inpaint": (5000, 0.03, "skip", 32),  # inpainting.ipynb (kate: 6001 it., reg 0.03, lr 0.01), rounded
+    "blur": (3000, 0.03, "skip", 32),  # no official run: SR recipe, denoising budget (see methods/dip.py)
+    "multi": (3000, 1 / 30, "skip", 32),  # no official run: denoising recipe (see methods/dip.py)
+}
+BACKTRACK_RATIO = 10**0.5  # the official rule: the fit to y drops by more than 5 dB PSNR
+
+
+def resolve_task(obs: Observation) -> str:
+    """The restoration task of ``obs``: the declared :attr:`Observation.task`, else a structural guess.
+
+    The fallback, for observations whose degradation declares no task, looks
+    only at the operator, never at captions or names: a mask means
+    ``inpaint``; a shape change ``sr``; an operator that returns ``y``
+    unchanged (``A(y) == y``, so the identity) ``noise``; anything else
+    ``blur``. It cannot tell JPEG or ``multi`` apart from noise or blur:
+    degradations declare those.
+
+    >>> import torch
+    >>> from bench.physics import Observation, Operator
+    >>> y = torch.rand(1, 3, 8, 8)
+    >>> resolve_task(Observation(y, Operator(lambda x: x, (8, 8), (8, 8), 0.1)))
+    'noise'
+    >>> resolve_task(Observation(y, Operator(lambda x: 0.5 * x, (8, 8), (8, 8), 0.1)))
+    'blur'
+    """
+    if obs.task:
+        if obs.task not in TASKS:
+            raise ValueError(f"unknown task {obs.task!r} declared by the degradation; expected one of {TASKS}")
+        return obs.task
+    op = obs.operator
+    if op.mask is not None:
+        return "inpaint"
+    if tuple(op.out_shape) != tuple(op.in_shape):
+        return "sr"
+    with torch.no_grad():
+        identity = torch.equal(op(obs.y), obs.y)
+    return "noise" if identity else "blur"
+
+
+def sr_factor(obs: Observation) -> int:
+    """Super-resolution factor ``in_shape / out_shape`` (1 when shapes agree)."""
+    return max(1, round(obs.operator.in_shape[0] / obs.operator.out_shape[0]))
+
+
+def task_settings(task: str, obs: Observation) -> tuple[int, float, str, int]:
+    """The paper-profile recipe ``(iterations, reg_noise_std, net, input_depth)`` of ``task`` for ``obs``."""
+    if task == "sr":
+        factor = sr_factor(obs)
+        return PAPER_SETTINGS[f"sr{factor}"] if f"sr{factor}" in PAPER_SETTINGS else PAPER_SETTINGS["sr4"]
+    return PAPER_SETTINGS[task]
+
+
+@torch.no_grad()
+def copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``dst[i].copy_(src[i])`` for all i, in one fused call where torch has it."""
+    if hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(dst, src)
+    else:  # torch < 2.2
+        for d, s in zip(dst, src):
+            d.copy_(s)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to run the convolutions in bfloat16 autocast (``auto``: where the CPU has bf16 units)."""
+    return precision == "bfloat16" or (precision == "auto" and nets.bf16_supported(device))
+
+
+@dataclass
+class DipFit:
+    """The settings of one DIP fit (resolved from the method's parameters and the task recipe).
+
+    Example:
+        >>> import torch
+        >>> from bench.api import RestoreContext
+        >>> from bench.physics import Observation, Operator
+        >>> obs = Observation(torch.rand(1, 3, 16, 16), Operator(lambda x: x, (16, 16), (16, 16), 0.1))
+        >>> fit = DipFit(iterations=2, reg_noise_std=1 / 30, net="small", input_depth=3)
+        >>> tuple(fit_dip(obs, RestoreContext(generator=torch.Generator()), fit).shape)
+        (1, 3, 16, 16)
+    """
+
+    iterations: int
+    reg_noise_std: float
+    net: str  # "skip" (the official 128-channel net) or "small" (the JPEG notebook's)
+    input_depth: int
+    lr: float = 0.01
+    ema: float = 0.99  # weight of the output average; 0 returns the last output
+    backtrack: bool = True
+    precision: str = "auto"  # "auto", "float32" or "bfloat16"
+    channels_last: bool = True
+
+
+def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
+    """Fit a fresh skip net from a fixed code to ``obs.y`` through ``obs.operator``; the EMA of its outputs.
+
+    Randomness only from ``ctx.generator``, in this order: the code z, the
+    weight-init seed, the perturbation seed. Backtracking (``fit.backtrack``)
+    restores the previous weights and skips the step when the data loss jumps
+    by more than :data:`BACKTRACK_RATIO`.
+    """
+    y = obs.y
+    device = y.device
+    shape = tuple(obs.operator.in_shape)
+    depth = fit.input_depth
+
+    def factory() -> nets.SkipNet:
+        return nets.SkipNet.small(depth) if fit.net == "small" else nets.SkipNet(depth)
+
+    # randomness only from ctx.generator: the code z, then seeds for the weights and the perturbations
+    work = nets.working_size(shape, 32)
+    z = nets.code_noise(depth, work, ctx.generator).to(device)
+    net = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
+    noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
+    if fit.channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
+    noise = nets.noise_buffer(depth, work, device, fit.channels_last)
+    bf16 = use_bf16(fit.precision, device)
+
+    params = list(net.parameters())
+    optimizer = torch.optim.Adam(params, lr=fit.lr)
+    snapshot = [q.detach().clone() for q in params] if fit.backtrack else []
+    reg = fit.reg_noise_std
+    average: Tensor | None = None
+    last = float("inf")
+    backtracks = 0
+    for _ in ctx.iterations(fit.iterations, desc="dip"):
+        inp = torch.add(z, nets.fill_normal(noise, noise_gen), alpha=reg) if reg > 0 else z
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = nets.centre_crop(net(inp), shape)
+        loss = obs.operator.data_residual(out, y).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        value = loss.item()
+        ctx.log("loss", value)
+        if fit.backtrack:
+            if value > BACKTRACK_RATIO * last:
+                # official backtracking: back to the weights of the previous iteration, no step
+                copy_all(params, snapshot)
+                backtracks += 1
+                continue
+            copy_all(snapshot, params)
+        last = value
+        optimizer.step()
+        with torch.no_grad():
+            if average is None or fit.ema == 0:
+                average = out.detach().float().clone()
+            else:
+                average.lerp_(out.detach(), 1.0 - fit.ema)
+    if fit.backtrack:
+        ctx.log("backtracks", backtracks)
+    if average is None:  # every step backtracked: the current net's output
+        with torch.no_grad():
+            average = nets.centre_crop(net(z), shape).float()
+    return average.clamp(0, 1).contiguous()

@@ -1,0 +1,131 @@
+"""Double-DIP's joint fit of a clean layer and an artifact layer through the operator (used by ``doubledip``).
+
+Example:
+    >>> import torch
+    >>> from bench.api import RestoreContext
+    >>> from bench.physics import Observation, Operator
+    >>> obs = Observation(torch.rand(1, 3, 16, 16), Operator(lambda x: x, (16, 16), (16, 16), 0.1), task="noise")
+    >>> tuple(fit_double_dip(obs, RestoreContext(generator=torch.Generator()), DoubleDipFit(iterations=1)).shape)
+    (1, 3, 16, 16)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.api import RestoreContext
+from bench.nets import dip as nets
+from bench.physics.operator import Observation, Tensor
+from bench.solvers.dip import use_bf16
+from bench.solvers.dip_losses import exclusion_loss, std_loss
+
+PAPER_ITERATIONS = 4000  # the official dehazing and transparency-separation runs
+NOISE_LIKE = ("noise", "jpeg", "multi")  # tasks whose artifact layer carries noise or JPEG error
+
+
+def default_std_weight(task: str) -> float:
+    """StdLoss weight on the clean layer: dehazing's 0.005 where the artifact layer holds noise-like error, else 0.
+
+    >>> default_std_weight("jpeg"), default_std_weight("sr")
+    (0.005, 0.0)
+    """
+    return 0.005 if task in NOISE_LIKE else 0.0
+
+
+@dataclass
+class DoubleDipFit:
+    """The settings of one Double-DIP fit (see ``methods/doubledip.py`` for their meaning and defaults).
+
+    Example:
+        >>> DoubleDipFit(iterations=40).warmup
+        0.5
+    """
+
+    iterations: int
+    lr: float = 0.001
+    input_depth: int = 8
+    reg_noise_std: float = 1 / 30  # on the clean layer's code
+    exclusion_weight: float = 0.1
+    std_weight: float = 0.0
+    energy_weight: float = 1.0
+    artifact_range: float = 3.0  # the artifact layer spans ±artifact_range·σ
+    warmup: float = 0.5  # fraction of iterations with the artifact layer held at 0
+    output: str = "best_fit"  # "best_fit", "last" or "ema"
+    ema: float = 0.99  # weight of the running average when output=ema
+    precision: str = "auto"  # "auto", "float32" or "bfloat16"
+    channels_last: bool = True
+
+
+def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> Tensor:
+    """Fit ``y ≈ A(x) + r`` with two light skip nets; the clean layer ``x`` chosen by ``fit.output``.
+
+    Randomness only from ``ctx.generator``, in this order: the two codes, the
+    two weight-init seeds, the perturbation seed.
+    """
+    y, op = obs.y, obs.operator
+    device = y.device
+    clean_shape, obs_shape = tuple(op.in_shape), tuple(op.out_shape)
+    sigma = max(obs.sigma, 1.0 / 255.0)
+    depth = fit.input_depth
+
+    def factory() -> nets.SkipNet:
+        return nets.SkipNet.small(depth)
+
+    # randomness only from ctx.generator: codes, then seeds for weights and perturbations
+    clean_work = nets.working_size(clean_shape, 32)
+    artifact_work = nets.working_size(obs_shape, 32)
+    z_x = nets.code_noise(depth, clean_work, ctx.generator).to(device)
+    z_r = nets.code_noise(depth, artifact_work, ctx.generator).to(device)
+    g_x = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
+    g_r = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
+    noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
+    if fit.channels_last:
+        z_x = z_x.contiguous(memory_format=torch.channels_last)
+        z_r = z_r.contiguous(memory_format=torch.channels_last)
+    noise = nets.noise_buffer(depth, clean_work, device, fit.channels_last)
+    bf16 = use_bf16(fit.precision, device)
+
+    optimizer = torch.optim.Adam([*g_x.parameters(), *g_r.parameters()], lr=fit.lr)
+    scale = 2.0 * fit.artifact_range * sigma
+    has_mask = op.mask is not None
+    result: Tensor | None = None
+    best = float("inf")
+    warm = round(fit.warmup * fit.iterations)
+    for i in ctx.iterations(fit.iterations, desc="doubledip"):
+        reg = fit.reg_noise_std
+        inp = torch.add(z_x, nets.fill_normal(noise, noise_gen), alpha=reg) if reg else z_x
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = nets.centre_crop(g_x(inp), clean_shape)
+            r = (nets.centre_crop(g_r(z_r), obs_shape) - 0.5) * scale
+        if has_mask:
+            # (A(x) − (y − r))·mask = (A(x) + r − y)·mask; the mask's holes would dominate exclusion on A(x)
+            data = op.data_residual(x, y - r).pow(2).mean()
+            explained = x
+        else:
+            explained = op(x)
+            data = (explained + r - y).pow(2).mean()
+        loss = data
+        if fit.exclusion_weight:
+            loss = loss + fit.exclusion_weight * exclusion_loss(explained, r)
+        energy = r.pow(2).mean() / sigma**2
+        if i < warm:
+            loss = loss + energy  # hold the artifact layer at 0 while the clean layer takes the image
+        elif fit.energy_weight:
+            loss = loss + fit.energy_weight * torch.relu(energy - 1.0)
+        if fit.std_weight:
+            loss = loss + fit.std_weight * std_loss(x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = data.item()
+        ctx.log("loss", value)
+        with torch.no_grad():
+            if fit.output == "ema" and result is not None:
+                result.lerp_(x.detach(), 1.0 - fit.ema)
+            elif fit.output != "best_fit" or value <= best:
+                result = x.detach().float().clone()
+                best = value
+    assert result is not None
+    return result.clamp(0, 1).contiguous()

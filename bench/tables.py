@@ -1,0 +1,154 @@
+"""Table-1 blocks of a results frame: rows = degradation × metric, columns = methods.
+
+Values are means over images (and seeds). A (method, degradation) whose cells
+are not all present and ok is missing (NaN, shown as "–"), never a partial mean.
+The best value of each row is marked. Captions name the dataset, the number of
+images, each degradation's definition and the profile. :mod:`bench.report`
+renders these blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table`
+is the plain aligned table of ``bench check``.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"method_label": ["a", "b"], "method": ["a", "b"], "degradation_label": ["noise"] * 2,
+    ...     "degradation": ["noise"] * 2, "degradation_description": ["σ=25"] * 2, "dataset": ["d"] * 2,
+    ...     "profile": ["smoke"] * 2, "image": ["x"] * 2, "seed": [0, 0], "status": ["ok"] * 2,
+    ...     "psnr": [20.0, 25.0], "ssim": [0.5, 0.6], "ms_ssim": [None, None], "lpips": [0.3, 0.2]})
+    >>> table = build_tables(df)[0]
+    >>> float(table.values.loc[("noise", "PSNR ↑"), "b"]), bool(table.best.loc[("noise", "LPIPS ↓"), "b"])
+    (25.0, True)
+    >>> format_value(table.values.loc[("noise", "MS-SSIM ↑"), "a"], "MS-SSIM ↑")
+    '–'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.metric_specs import METRIC_SPECS, spec_for_label
+from bench.selection import select_rows
+
+MISSING = "–"
+
+
+@dataclass
+class Table:
+    """One Table-1 block: ``values`` indexed by (degradation, metric label), columns = methods.
+
+    Example:
+        >>> t = Table(values=pd.DataFrame(), best=pd.DataFrame(), caption="c", dataset="builtin", profile="smoke")
+        >>> t.dataset, t.profile
+        ('builtin', 'smoke')
+    """
+
+    values: pd.DataFrame
+    best: pd.DataFrame  # bool mask of the best value per row
+    caption: str
+    dataset: str
+    profile: str
+
+
+def build_tables(
+    df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None
+) -> list[Table]:
+    """One :class:`Table` per (dataset, profile) present in the rows."""
+    df = select_rows(df, methods, degradations)
+    tables = []
+    for (dataset, profile), group in df.groupby(["dataset", "profile"], sort=True):
+        tables.append(one_table(group, str(dataset), str(profile)))
+    return tables
+
+
+def ordered(values: pd.Series, preferred: list[str] | None = None) -> list[str]:
+    """Distinct values in order of appearance, ``preferred`` ones first."""
+    seen = list(dict.fromkeys(values))
+    if preferred:
+        seen.sort(key=lambda v: preferred.index(v) if v in preferred else len(preferred))
+    return seen
+
+
+def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
+    """The block of the rows of one (dataset, profile)."""
+    methods = ordered(df["method_label"], ["identity"])
+    degradations = ordered(df["degradation_label"])
+    index = pd.MultiIndex.from_tuples(
+        [(d, s.label) for d in degradations for s in METRIC_SPECS], names=["degradation", "metric"]
+    )
+    values = pd.DataFrame(index=index, columns=methods, dtype=float)
+    for degradation in degradations:
+        sub = df[df["degradation_label"] == degradation]
+        expected = set(zip(sub["image"], sub["seed"]))
+        for method in methods:
+            cells = sub[sub["method_label"] == method]
+            ok = cells[cells["status"] == "ok"]
+            complete = set(zip(ok["image"], ok["seed"])) == expected and len(ok) == len(expected)
+            for s in METRIC_SPECS:
+                column = pd.to_numeric(ok[s.name], errors="coerce")
+                if complete and column.notna().all() and len(column):
+                    values.loc[(degradation, s.label), method] = column.mean()
+    best = pd.DataFrame(False, index=index, columns=methods)
+    for degradation, label in index:
+        row = values.loc[(degradation, label)].astype(float)
+        if row.notna().any():
+            target = row.max() if spec_for_label(label).higher_is_better else row.min()
+            best.loc[(degradation, label)] = row == target
+    descriptions = (
+        df.drop_duplicates("degradation_label").set_index("degradation_label")["degradation_description"].to_dict()
+    )
+    n_images = df["image"].nunique()
+    seeds = sorted(df["seed"].unique().tolist())
+    parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)
+    caption = (
+        f"Mean over {n_images} image(s) of {dataset} (seeds {', '.join(map(str, seeds))}), profile {profile}. "
+        f"Degradations — {parts}. Best per row in bold; – = missing or failed cells."
+    )
+    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile)
+
+
+def format_value(value: Any, metric_label: str) -> str:
+    """A table value with its metric's decimals; "–" when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return spec_for_label(metric_label).format(value)
+
+
+def latex_escape(text: str) -> str:
+    r"""Caption text for LaTeX: special characters escaped, σ/×/→ as math, em dash as ``--``.
+
+    >>> latex_escape("σ=25 & 50%")
+    '$\\sigma$=25 \\& 50\\%'
+    """
+    out = text
+    for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                       ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+        out = out.replace(char, repl)
+    return out.replace("σ", r"$\sigma$").replace("×", r"$\times$").replace("→", r"$\rightarrow$").replace("—", "--")
+
+
+def latex_symbols(latex: str) -> str:
+    r"""Arrows and the missing-value dash of rendered LaTeX as LaTeX.
+
+    >>> latex_symbols("PSNR ↑ –")
+    'PSNR $\\uparrow$ --'
+    """
+    return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace(MISSING, "--")
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table (first column left-aligned, numbers right-aligned).
+
+    >>> print(text_table(["a", "b"], [["x", "1.0"]]))
+    a    b
+    -  ---
+    x  1.0
+    """
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    numeric = [i > 0 and all(r[i][:1] in "+-–0123456789" for r in rows) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])

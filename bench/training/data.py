@@ -1,0 +1,275 @@
+"""Training data for every trainer: image folders with the evaluation-image guard, holdout split, patch samplers.
+
+:func:`load_training_images` is the only way a trainer reads images. It
+refuses, with one line naming both files, a training image whose pixels equal
+those of a known evaluation image (compared by a hash of the decoded 8-bit
+pixels and the shape), and any folder under a path component named ``eval``.
+Known evaluation images:
+
+- the ``builtin`` dataset (:data:`bench.datasets.BUILTIN_IMAGES`);
+- every image under ``<project root>/../shared/data/eval/`` when it exists;
+- ``DIV2K_valid_HR`` under ``$BENCH_DIV2K_ROOT`` when it is set;
+- every image under the folders listed in ``$BENCH_EVAL_DIRS``
+  (separated by ``os.pathsep``: ``:`` on Linux and macOS, ``;`` on Windows),
+  for private evaluation sets.
+
+Digests are cached per process (per file identity), and only evaluation files
+whose header size matches a training image are decoded, so the guard costs
+about the time to load the six builtin photos once (~0.5 s).
+
+Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from bench.images import save_png
+    >>> folder = tempfile.mkdtemp()
+    >>> save_png(np.random.default_rng(0).random((40, 48, 3)), os.path.join(folder, "a.png"))
+    >>> [(os.path.basename(p), im.shape, im.dtype.name) for p, im in load_training_images([folder], 32)]
+    [('a.png', (40, 48, 3), 'uint8')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError, ImageError
+
+log = logging.getLogger(__name__)
+
+Tensor = torch.Tensor
+EVAL_DIRS_ENV = "BENCH_EVAL_DIRS"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_EVAL_DIR = PROJECT_ROOT.parent / "shared" / "data" / "eval"
+
+# --------------------------------------------------------------------------- loading with the guard
+
+
+def load_training_images(folders: Sequence[str | os.PathLike], min_size: int) -> list[tuple[str, np.ndarray]]:
+    """``(path, uint8 H×W×3)`` for every image of ``folders`` (sorted by name within a folder).
+
+    Images smaller than ``min_size`` px and unreadable files are skipped with a
+    warning. Raises :class:`bench.errors.BenchError` for a folder under an
+    ``eval`` path component or a training image equal to an evaluation image.
+    """
+    from bench.datasets import list_folder
+    from bench.images import load_image, to_uint8
+
+    out = []
+    for folder in folders:
+        check_not_evaluation_folder(folder)
+        for path in list_folder(Path(folder)):
+            try:
+                image = load_image(path)
+            except ImageError as err:
+                log.warning("skipping %s: %s", path, err)
+                continue
+            if min(image.shape[:2]) < min_size:
+                log.warning("%s is smaller than the %d px training patch; skipped", path, min_size)
+                continue
+            out.append((str(path), to_uint8(image)))
+    check_no_evaluation_images(out)
+    return out
+
+
+def check_not_evaluation_folder(folder: str | os.PathLike) -> None:
+    """Refuse a folder with a path component named ``eval`` (where the project keeps evaluation data).
+
+    >>> check_not_evaluation_folder("/data/train/bsd200")
+    >>> check_not_evaluation_folder("/data/eval/kodak24")
+    Traceback (most recent call last):
+    ...
+    bench.errors.BenchError: refusing to train on '/data/eval/kodak24': it is an evaluation folder (a path component is named 'eval'); train on images that are never evaluated.
+    """
+    if "eval" in Path(folder).resolve().parts:
+        raise BenchError(
+            f"refusing to train on '{folder}': it is an evaluation folder (a path component is named 'eval'); "
+            "train on images that are never evaluated."
+        )
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    """Hash of decoded 8-bit pixels and their shape: equal digests, equal images.
+
+    >>> pixel_digest(np.zeros((2, 2, 3), np.uint8)) == pixel_digest(np.zeros((2, 2, 3), np.uint8))
+    True
+    """
+    digest = hashlib.sha256(str(tuple(image.shape)).encode())
+    digest.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def check_no_evaluation_images(items: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Raise :class:`BenchError` when a training image ``(path, uint8 array)`` equals a known evaluation image."""
+    items = list(items)
+    training = {pixel_digest(image): path for path, image in items}
+    if not training:
+        return
+    shapes = {(int(image.shape[0]), int(image.shape[1])) for _, image in items}
+    for digest, label in _builtin_digests().items():
+        if digest in training:
+            _refuse(training[digest], label)
+    for path in evaluation_files():
+        size = _header_size(path)
+        if size is not None and size not in shapes:
+            continue  # a different size cannot hold the same pixels: skip decoding
+        digest = _file_digest(path)
+        if digest in training:
+            _refuse(training[digest], f"'{path}'")
+
+
+def _refuse(training_path: str, evaluation: str) -> None:
+    raise BenchError(
+        f"refusing to train: training image '{training_path}' has the same pixels as the evaluation image "
+        f"{evaluation}; remove it from the training folder (evaluation images must never be trained on)."
+    )
+
+
+def evaluation_folders() -> list[Path]:
+    """The folders of known evaluation images that exist (builtin images aside)."""
+    folders = [SHARED_EVAL_DIR]
+    div2k = os.environ.get("BENCH_DIV2K_ROOT")
+    if div2k:
+        folders.append(Path(div2k) / "DIV2K_valid_HR")
+    folders += [Path(p) for p in os.environ.get(EVAL_DIRS_ENV, "").split(os.pathsep) if p.strip()]
+    return [folder.expanduser() for folder in folders if folder.expanduser().is_dir()]
+
+
+def evaluation_files() -> list[Path]:
+    """Every image file under :func:`evaluation_folders` (recursively)."""
+    from bench.images import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for folder in evaluation_folders():
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+_BUILTIN_DIGESTS: dict[str, str] = {}
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _builtin_digests() -> dict[str, str]:
+    """``digest → label`` of the builtin dataset's images, computed once per process."""
+    if not _BUILTIN_DIGESTS:
+        from bench.datasets import load_dataset
+        from bench.images import to_uint8
+
+        for item in load_dataset("builtin"):
+            _BUILTIN_DIGESTS[pixel_digest(to_uint8(item.image))] = f"'{item.id}' of the builtin dataset ({item.source})"
+    return _BUILTIN_DIGESTS
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from the file header, without decoding; None when the header is not readable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+        return int(height), int(width)
+    except Exception:  # any unreadable header: decode the file instead
+        return None
+
+
+def _file_digest(path: Path) -> str:
+    """:func:`pixel_digest` of an image file as a trainer would load it, cached per file identity."""
+    from bench.checkpoints import file_version
+    from bench.images import load_image, to_uint8
+
+    key = file_version(path)
+    if key not in _FILE_DIGESTS:
+        try:
+            _FILE_DIGESTS[key] = pixel_digest(to_uint8(load_image(path)))
+        except ImageError:
+            _FILE_DIGESTS[key] = ""  # unreadable: no training image can match it
+    return _FILE_DIGESTS[key]
+
+
+# --------------------------------------------------------------------------- holdout and patches
+
+
+def split_holdout(items: list[Any], fraction: float) -> tuple[list[Any], list[Any]]:
+    """Deterministic split: every ``round(1/fraction)``-th item is held out for validation.
+
+    >>> split_holdout(list(range(10)), 0.2)
+    ([0, 1, 2, 3, 5, 6, 7, 8], [4, 9])
+    """
+    if fraction <= 0:
+        return list(items), []
+    k = max(2, round(1 / fraction))
+    train = [x for i, x in enumerate(items) if i % k != k - 1]
+    val = [x for i, x in enumerate(items) if i % k == k - 1]
+    return train, val
+
+
+def random_patches(images: list[np.ndarray], n: int, size: int, generator: torch.Generator) -> Tensor:
+    """``n`` random ``size``×``size`` crops with random horizontal and vertical flips, ``(n, 3, size, size)``.
+
+    Draws from the torch ``generator`` (image, top, left, two flips per patch, in that order).
+
+    >>> images = [np.zeros((20, 24, 3), np.uint8)]
+    >>> tuple(random_patches(images, 2, 16, torch.Generator().manual_seed(0)).shape)
+    (2, 3, 16, 16)
+    """
+    batch = []
+    for _ in range(n):
+        image = images[int(torch.randint(len(images), (1,), generator=generator))]
+        h, w = image.shape[:2]
+        top = int(torch.randint(h - size + 1, (1,), generator=generator))
+        left = int(torch.randint(w - size + 1, (1,), generator=generator))
+        patch = torch.from_numpy(np.ascontiguousarray(image[top : top + size, left : left + size])).permute(2, 0, 1)
+        flips = torch.rand(2, generator=generator)
+        if flips[0] < 0.5:
+            patch = patch.flip(-1)
+        if flips[1] < 0.5:
+            patch = patch.flip(-2)
+        batch.append(patch)
+    return torch.stack(batch).float() / 255.0
+
+
+# --------------------------------------------------------------------------- numpy sampler (the DAE trainer)
+
+
+def split_validation(images: list[Any], count: int) -> tuple[list[Any], list[Any]]:
+    """Hold out ``count`` images spread evenly over the list (deterministic).
+
+    >>> split_validation(list(range(6)), 2)
+    ([1, 2, 3, 4], [0, 5])
+    """
+    if count <= 0:
+        return images, []
+    count = min(count, len(images) // 2)
+    idx = set(np.linspace(0, len(images) - 1, count).round().astype(int).tolist())
+    train = [im for i, im in enumerate(images) if i not in idx]
+    val = [im for i, im in enumerate(images) if i in idx]
+    return train, val
+
+
+def sample_patches(images: list[np.ndarray], batch: int, patch: int, rng: np.random.Generator) -> Tensor:
+    """``batch`` random ``patch``² crops with random flips and 90° rotations, float in [0, 1] (numpy ``rng``).
+
+    >>> x = sample_patches([np.zeros((20, 20, 3), np.uint8)], 2, 8, np.random.default_rng(0))
+    >>> tuple(x.shape)
+    (2, 3, 8, 8)
+    """
+    out = np.empty((batch, patch, patch, 3), np.uint8)
+    for b in range(batch):
+        image = images[rng.integers(len(images))]
+        h, w = image.shape[:2]
+        p = min(patch, h, w)
+        i, j = rng.integers(h - p + 1), rng.integers(w - p + 1)
+        crop = image[i : i + p, j : j + p]
+        if p < patch:
+            crop = np.pad(crop, ((0, patch - p), (0, patch - p), (0, 0)), mode="reflect")
+        crop = np.rot90(crop, rng.integers(4))
+        if rng.integers(2):
+            crop = crop[:, ::-1]
+        out[b] = crop
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0

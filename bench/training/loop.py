@@ -1,0 +1,253 @@
+"""The step loop every trainer shares: time budget, resume, periodic atomic saves, progress bar, JSON-lines log.
+
+A trainer declares its model, loss and configuration and hands the loop four
+callbacks; the loop owns the step count, the time budget (``--max-minutes``),
+the progress bar, the record written every ``save_every`` steps (and at the
+last step) and the log file ``OUT.log.jsonl`` next to the checkpoint ``OUT``:
+
+- ``step_fn(state)``: one optimiser step; returns the progress-bar postfix (or None);
+- ``validate_fn(state)``: the record's fields at a save point (running training
+  statistics, validation metrics), after ``{"step", "seconds"}``;
+- ``save_fn(record)``: write the checkpoint (atomically: :func:`bench.checkpoints.save_checkpoint`);
+- ``schedule_fn(state)``: called before every step, e.g. to set the learning rate
+  from :meth:`LoopState.fraction` with :func:`cosine_decay`.
+
+Resuming (``--resume``): :meth:`TrainingLoop.checkpoint_to_resume` says whether
+``OUT`` exists; the trainer loads its model from it and calls
+:meth:`TrainingLoop.resume_from`, which restores the step count, the training
+time, the optimiser and the random generator. :meth:`TrainingLoop.checkpoint_fields`
+gives those back for the next save. Random draws stay where the trainer makes
+them (in ``step_fn``), so a run is reproducible from its seed.
+
+Example (a one-parameter model fitted to 3, saved every 2 steps, then resumed):
+    >>> import os, tempfile, torch
+    >>> from bench.checkpoints import load_checkpoint, save_checkpoint
+    >>> out = os.path.join(tempfile.mkdtemp(), "w.pt")
+    >>> def train(steps, resume=False):
+    ...     w = torch.zeros(1, requires_grad=True)
+    ...     optimizer = torch.optim.SGD([w], lr=0.1)
+    ...     loop = TrainingLoop(LoopOptions(steps=steps, out=out, save_every=2, resume=resume, progress=False))
+    ...     if loop.checkpoint_to_resume():
+    ...         payload = load_checkpoint(out)
+    ...         w.data.copy_(payload["w"])
+    ...         loop.resume_from(payload, optimizer=optimizer)
+    ...     def step(state):
+    ...         loss = (w - 3).pow(2).sum()
+    ...         optimizer.zero_grad()
+    ...         loss.backward()
+    ...         optimizer.step()
+    ...     def save(record):
+    ...         save_checkpoint({"w": w.detach().clone(), **loop.checkpoint_fields(optimizer=optimizer)}, out)
+    ...     return loop.run(step, lambda state: {"w": round(float(w.detach()), 3)}, save)
+    >>> record = train(3)  # doctest: +ELLIPSIS
+    {"step": 2, "seconds": ..., "w": 1.08}
+    {"step": 3, "seconds": ..., "w": 1.464}
+    >>> record = train(4, resume=True)  # doctest: +ELLIPSIS
+    resumed ... at step 3
+    {"step": 4, "seconds": ..., "w": 1.771}
+    >>> load_checkpoint(out)["step"], open(out + ".log.jsonl").read().count("\\n")
+    (4, 3)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+StepFn = Callable[["LoopState"], "Mapping[str, Any] | None"]
+RecordFn = Callable[["LoopState"], "Mapping[str, Any]"]
+SaveFn = Callable[[dict[str, Any]], None]
+ScheduleFn = Callable[["LoopState"], None]
+
+
+@dataclass
+class LoopOptions:
+    """How a run proceeds: the flags every trainer shares.
+
+    ``steps``: total optimiser steps (a resumed run continues to this total);
+    ``out``: the checkpoint path (the log is ``OUT.log.jsonl``; None: no log);
+    ``save_every``: record (validate, save, log) every N steps, and always at
+    the last step (None: only at the last); ``max_minutes``: stop after the
+    step that exceeds this much training time (resumed time included);
+    ``resume``: continue from ``out`` when it exists; ``log``/``echo``: append
+    each record to the log file / print it as JSON; ``desc``, ``mininterval``:
+    the progress bar's label and refresh interval.
+
+    >>> LoopOptions(steps=10, out="m.pt").log_path.name
+    'm.pt.log.jsonl'
+    """
+
+    steps: int
+    out: str | Path | None = None
+    save_every: int | None = None
+    max_minutes: float | None = None
+    resume: bool = False
+    progress: bool = True
+    desc: str = "train"
+    log: bool = True
+    echo: bool = True
+    mininterval: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps} must be >= 1")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every={self.save_every} must be >= 1")
+
+    @property
+    def log_path(self) -> Path | None:
+        if self.out is None or not self.log:
+            return None
+        out = Path(self.out)
+        return out.with_name(out.name + ".log.jsonl")
+
+
+@dataclass
+class LoopState:
+    """Where a run is: ``step`` optimiser steps done, ``elapsed`` training seconds, ``last`` on the final step.
+
+    >>> LoopState(step=5, elapsed=30.0).fraction(steps=10, max_minutes=0.75)
+    0.6666666666666666
+    """
+
+    step: int = 0
+    elapsed: float = 0.0
+    last: bool = False
+
+    def fraction(self, steps: int, max_minutes: float | None = None) -> float:
+        """How far the run is: steps done / steps, or the time budget used when that is further (not clipped)."""
+        done = self.step / steps
+        return max(done, self.elapsed / (60 * max_minutes)) if max_minutes else done
+
+
+def cosine_decay(fraction: float, floor: float) -> float:
+    """Cosine learning-rate factor: 1 at the start, ``floor`` at ``fraction`` >= 1.
+
+    >>> cosine_decay(0.0, 0.05), cosine_decay(1.0, 0.05), round(cosine_decay(0.5, 0.05), 3)
+    (1.0, 0.05, 0.525)
+    """
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+
+
+class TrainingLoop:
+    """Run ``step_fn`` until ``options.steps`` (or the time budget), recording every ``save_every`` steps.
+
+    See the module docstring for the callbacks and a runnable example.
+    """
+
+    def __init__(self, options: LoopOptions):
+        self.options = options
+        self.state = LoopState()
+        self.record: dict[str, Any] = {}
+        self._bar: Any = None
+
+    def echo(self, message: str) -> None:
+        """Print a line without breaking the progress bar."""
+        (self._bar.write if self._bar is not None else click.echo)(message)
+
+    # ------------------------------------------------------------------ resume
+
+    def checkpoint_to_resume(self) -> Path | None:
+        """``options.out`` when ``--resume`` is set and the file exists; None otherwise (saying why when resuming)."""
+        o = self.options
+        if not o.resume:
+            return None
+        if o.out is not None and Path(o.out).exists():
+            return Path(o.out)
+        self.echo(f"--resume: no checkpoint at {o.out} yet, starting from scratch")
+        return None
+
+    def resume_from(
+        self,
+        payload: Mapping[str, Any],
+        optimizer: torch.optim.Optimizer | None = None,
+        generator: torch.Generator | None = None,
+        lr: float | None = None,
+    ) -> None:
+        """Continue a saved run: its optimiser state (then ``lr``, when given, for every group), step, time, RNG."""
+        if optimizer is not None and "optimizer" in payload:
+            optimizer.load_state_dict(payload["optimizer"])
+            if lr is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr  # the command line wins over the saved learning rate
+        self.state.step = int(payload.get("step", 0))
+        self.state.elapsed = float(payload.get("train_seconds", 0.0))
+        if generator is not None and "generator" in payload:
+            generator.set_state(payload["generator"])
+        self.echo(f"resumed {self.options.out} at step {self.state.step}")
+
+    def checkpoint_fields(
+        self, optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Any]:
+        """What :meth:`resume_from` needs, to store in the checkpoint: optimiser, step, train_seconds, generator."""
+        fields: dict[str, Any] = {}
+        if optimizer is not None:
+            fields["optimizer"] = optimizer.state_dict()
+        fields["step"] = self.state.step
+        fields["train_seconds"] = self.state.elapsed
+        if generator is not None:
+            fields["generator"] = generator.get_state()
+        return fields
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        step_fn: StepFn,
+        validate_fn: RecordFn | None = None,
+        save_fn: SaveFn | None = None,
+        schedule_fn: ScheduleFn | None = None,
+    ) -> dict[str, Any]:
+        """Train to ``options.steps`` (or the time budget); returns the last record (``{}`` when none was due)."""
+        o, s = self.options, self.state
+        if o.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=o.steps, initial=s.step, desc=o.desc, unit="step", mininterval=o.mininterval)
+        start = time.perf_counter() - s.elapsed
+        try:
+            while s.step < o.steps:
+                if schedule_fn is not None:
+                    s.elapsed = time.perf_counter() - start
+                    schedule_fn(s)
+                postfix = step_fn(s)
+                s.step += 1
+                s.elapsed = time.perf_counter() - start
+                if self._bar is not None:
+                    self._bar.update(1)
+                    if postfix:
+                        self._bar.set_postfix(postfix, refresh=False)
+                s.last = s.step >= o.steps or (o.max_minutes is not None and s.elapsed > 60 * o.max_minutes)
+                if (o.save_every and s.step % o.save_every == 0) or s.last:
+                    self._record(validate_fn, save_fn)
+                if s.last:
+                    break
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        return self.record
+
+    def _record(self, validate_fn: RecordFn | None, save_fn: SaveFn | None) -> None:
+        s = self.state
+        record: dict[str, Any] = {"step": s.step, "seconds": round(s.elapsed, 1)}
+        if validate_fn is not None:
+            record.update(validate_fn(s))
+        self.record = record
+        if save_fn is not None:
+            save_fn(record)
+        log_path = self.options.log_path
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        if self.options.echo:
+            self.echo(json.dumps(record))

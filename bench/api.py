@@ -104,6 +104,15 @@ class Plugin:
         self.params = params if params is not None else self.Params()
 
     @classmethod
+    def resolve_params(cls, params: Any, device: str) -> Any:
+        """Resolve machine-dependent choices (e.g. ``precision="auto"``) into what will run on ``device``.
+
+        Called once per grid point before the cache key is made, so the key records the numeric path
+        actually taken. The default changes nothing.
+        """
+        return params
+
+    @classmethod
     def summary(cls) -> str:
         """First line of the class docstring."""
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""

@@ -4,9 +4,12 @@ A baseline is a JSON file with the mean (over images and seeds) and count of
 every metric per (method, degradation) of one dataset and profile, plus the
 metadata needed to judge a comparison: the dataset's content hash and image
 digests, seeds, parameters and code versions, package and torch versions.
-A check restricts the store to the baseline's dataset, profile, images, seeds,
-methods and degradations and compares the means direction-aware (LPIPS: lower
-is better) with per-metric tolerances.
+Both use the rows :func:`bench.selection.select` shows (current code, one result
+per cell; a cell still ambiguous makes ``baseline save`` fail). A check restricts
+the store to the baseline's dataset, profile, images and seeds, pairs each baseline
+method and degradation with the stored setting of the same plugin and parameters
+(else the only one left), and compares the means direction-aware (LPIPS: lower is
+better) with per-metric tolerances.
 
 Example:
     >>> import pandas as pd
@@ -42,7 +45,7 @@ from bench import __version__
 from bench.errors import BenchError, UsageError
 from bench.metric_specs import METRIC_NAMES, default_tolerances, spec
 from bench.params import suggest
-from bench.selection import select_rows
+from bench.selection import ambiguity, current_versions, match_settings, select, select_rows
 from bench.tables import text_table
 
 FORMAT = "restoration-bench-baseline/1"
@@ -125,18 +128,6 @@ def dataset_hash(digests: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(digests))).encode()).hexdigest()[:20]
 
 
-def latest_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """Ok rows, keeping only the most recent one per (method, degradation, image, seed).
-
-    Several runs with different parameters but the same labels (e.g. ``--set tv.weight=9``
-    into the same store) would otherwise be averaged together; the newest run wins.
-    """
-    ok = select_rows(df, status="ok")
-    order = ok.sort_values("created", kind="stable") if "created" in ok else ok
-    keys = ["dataset", "profile", "method_label", "degradation_label", "image", "seed"]
-    return order.drop_duplicates(keys, keep="last")
-
-
 def aggregate(df: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """Mean and count of each metric per (method label, degradation label), NaN excluded."""
     cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
@@ -177,11 +168,17 @@ def _version(package: str) -> str:
 
 
 def make_baseline(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
-                  dataset: str | None = None, profile: str | None = None) -> Baseline:
-    """Aggregate the store's ok cells of exactly one (dataset, profile) into a :class:`Baseline`."""
-    rows = latest_cells(select_rows(df, methods, degradations, dataset, profile))
+                  dataset: str | None = None, profile: str | None = None, all_versions: bool = False) -> Baseline:
+    """Aggregate the ok cells of exactly one (dataset, profile), as the report shows them (current code and
+    images; ``all_versions``: older code versions too, labelled), into a :class:`Baseline`."""
+    shown = select(select_rows(df, dataset=dataset, profile=profile), all_versions, replaced_images=False)
+    rows = select_rows(shown.rows, methods, degradations, status="ok")
     if rows.empty:
         raise BenchError("no successful results match the filters; nothing to save.")
+    ambiguous = select_rows(shown.ambiguous, methods, degradations)
+    if len(ambiguous):
+        raise BenchError(f"{ambiguity(ambiguous)}; a baseline cannot choose between them. Re-run the grid into a "
+                         "fresh --results-dir and save the baseline from there.")
     combos = sorted(set(zip(rows["dataset"], rows["profile"])))
     if len(combos) > 1:
         names = ", ".join(f"{d} / {p}" for d, p in combos)
@@ -318,23 +315,31 @@ def _param_notes(baseline: Baseline, rows: pd.DataFrame) -> list[str]:
 def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], strict: bool = False) -> CheckResult:
     """Compare the store's rows with ``baseline`` (restricted to its dataset, profile, images, seeds and cells)."""
     meta = baseline.metadata
-    same_data = select_rows(df, dataset=meta["dataset"], profile=meta["profile"])
+    same_data = select_rows(df, dataset=meta["dataset"], profile=meta["profile"], seeds=meta.get("seeds"))
     methods = sorted(baseline.cells)
     degradations = sorted({d for by_deg in baseline.cells.values() for d in by_deg})
-    scope = select_rows(same_data, methods, degradations, labels_only=True)
+    versions = current_versions(same_data)
+    digests = set((meta.get("images") or {}).values())
+    found = set(select(same_data, versions=versions).rows.get("image_digest", []))
+    shown = select(same_data, versions=versions, image_digests=digests or None)
+    pairs = {}  # per kind {shown label: baseline label}: the same plugin with the same parameters (see match_settings)
+    for kind, labels in (("method", methods), ("degradation", degradations)):
+        info = meta.get(f"{kind}s", {})
+        wanted = {b: (info.get(b, {}).get("name", b.split("[")[0]), info.get(b, {}).get("params")) for b in labels}
+        pairs[kind] = {s: b for b, s in match_settings(shown.rows, kind, wanted).items()}
     notes = []
-    extra = sorted(set(same_data["method_label"]) - set(methods))
+    extra = sorted(set(shown.rows["method_label"]) - set(pairs["method"])) if len(shown.rows) else []
     if extra:
         notes.append(f"not in the baseline (not checked): {', '.join(map(str, extra))}; regenerate the baseline "
                      "to include them.")
-    digests = set((meta.get("images") or {}).values())
-    if digests:
-        found = set(scope["image_digest"])
-        if found and not digests <= found:
-            notes.append(f"dataset content differs from the baseline (hash {meta.get('dataset_hash')}, now "
-                         f"{dataset_hash(sorted(found))}): images changed or are missing.")
-    scope = select_rows(scope, image_digests=digests, seeds=meta.get("seeds"))
-    rows = latest_cells(scope)
+    if digests and found and not digests <= found:
+        notes.append(f"dataset content differs from the baseline (hash {meta.get('dataset_hash')}, now "
+                     f"{dataset_hash(sorted(found))}): images changed or are missing.")
+    if len(shown.ambiguous):
+        notes.append(f"{ambiguity(shown.ambiguous)}; the newest is compared.")
+    rows = select_rows(shown.rows, list(pairs["method"]), list(pairs["degradation"]), status="ok", labels_only=True)
+    rows = rows.assign(method_label=rows["method_label"].map(pairs["method"]),
+                       degradation_label=rows["degradation_label"].map(pairs["degradation"]))
     current = aggregate(rows) if len(rows) else {}
     present = set(zip(rows["method_label"], rows["degradation_label"]))
     notes += _param_notes(baseline, rows)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import resource
 import time
 import traceback
@@ -41,7 +42,9 @@ from bench import __version__
 from bench.api import Degradation, Method, Observation, RestoreContext
 from bench.checkpoints import file_version, sha256_file
 from bench.codeversion import code_version
+from bench.config import MAX_SEED
 from bench.datasets import ImageItem
+from bench.errors import ParameterError
 from bench.metrics import MetricSuite, psnr
 from bench.params import build_params, expand_grid, params_to_dict
 from bench.registry import lookup
@@ -101,8 +104,14 @@ def file_digests(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str) -> list[PluginInstance]:
-    """Instances of ``name`` for each point of the override grid (lists expand)."""
+def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str,
+                device: str = "cpu") -> list[PluginInstance]:
+    """Instances of ``name`` for each point of the override grid (lists expand).
+
+    Parameters a plugin resolves for the machine (e.g. ``precision=auto``) are resolved here, through the
+    plugin's ``resolve_params``, so the cache key records what actually runs: a key pins its result on any
+    machine.
+    """
     cls = lookup(kind, name)
     base = dict(getattr(cls, "profiles", {}).get(profile, {})) if kind == "method" else {}
     grid = expand_grid(overrides) if overrides else [{}]
@@ -110,6 +119,7 @@ def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str) -
     for point in grid:
         values = {**base, **point}
         params = build_params(cls.Params, values, owner=name)
+        params = cls.resolve_params(params, device)
         label = name
         if len(grid) > 1:
             label = name + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
@@ -150,6 +160,10 @@ class Cell:
     @staticmethod
     def make(method: PluginInstance, degradation: PluginInstance, image: ImageItem, seed: int, profile: str,
              dataset: str) -> Cell:
+        # checked before computing: an out-of-range seed would only fail when its row is stored
+        if isinstance(seed, bool) or not hasattr(seed, "__index__") or not 0 <= operator.index(seed) <= MAX_SEED:
+            raise ParameterError(f"seed {seed!r}: seeds are integers from 0 to 2**63 - 1 (stored as 64-bit).")
+        seed = operator.index(seed)  # a numpy integer hashes like the same Python int
         payload = {
             "method": method.key_data(),
             "degradation": degradation.key_data(),
@@ -167,9 +181,11 @@ def derived_seed(*parts: Any) -> int:
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:15], 16)
 
 
-def degradation_generator(seed: int, image_id: str, degradation: str) -> torch.Generator:
-    """The generator a cell's degradation draws from (seeded by seed, image and degradation name)."""
-    return torch.Generator().manual_seed(derived_seed("degrade", seed, image_id, degradation))
+def degradation_generator(seed: int, image_digest: str, degradation: str) -> torch.Generator:
+    """The generator a cell's degradation draws from: seeded by the seed, the image *content* (two files with
+    the same pixels draw the same noise, whatever their names) and the degradation's name (so settings of one
+    degradation share their draws), all of which the cell's key contains."""
+    return torch.Generator().manual_seed(derived_seed("degrade", seed, image_digest, degradation))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -182,10 +198,10 @@ def to_array(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu()[0].permute(1, 2, 0).numpy()
 
 
-def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, image_id: str, name: str,
+def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, image_digest: str, name: str,
                      cached_y: np.ndarray | None = None) -> Observation:
     """The cell's observation; with ``cached_y`` only the operator is rebuilt (same draws)."""
-    generator = degradation_generator(seed, image_id, name)
+    generator = degradation_generator(seed, image_digest, name)
     if cached_y is None:
         return degradation.degrade(clean, generator)
     degradation.check_shape(tuple(clean.shape[-2:]))
@@ -198,16 +214,15 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
     """Restore one cell and score it. Returns the row (status 'ok' or 'failed'); never raises
     for method errors. The clean image is used only here, for the metrics, after restoring."""
     method: Method = cell.method.plugin
+    # Every draw follows from the cell's key (never from display labels or file names): same key, same result.
     ctx = RestoreContext(
-        generator=torch.Generator().manual_seed(
-            derived_seed("method", cell.seed, cell.image.id, cell.degradation.label, cell.method.label)
-        ),
+        generator=torch.Generator().manual_seed(derived_seed("method", cell.key)),
         seed=cell.seed,
         profile=cell.profile,
         device=torch.device(device),
         progress=progress,
     )
-    torch.manual_seed(derived_seed("global", cell.seed, cell.image.id, cell.method.label) % (2**31))
+    torch.manual_seed(derived_seed("global", cell.key) % (2**31))
     row = base_row(cell)
     start = time.perf_counter()
     try:
@@ -223,7 +238,8 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         restored = np.round(to_array(out.float().clamp(0, 1)) * 255.0).astype(np.uint8)
         clean = to_tensor(cell.image.image)
         scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0))
-        row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores))
+        row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores),
+                   metric_impl=metrics.implementations(scores))
         row["_restored"] = restored
     except Exception as err:  # the cell fails; the run goes on
         row.update(status="failed", error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
@@ -242,7 +258,7 @@ def execute_cell(cell: Cell, metrics: MetricSuite, device: str = "cpu", progress
     degradation = cell.degradation.plugin
     clean = to_tensor(cell.image.image)
     try:
-        obs = make_observation(degradation, clean, cell.seed, cell.image.id, cell.degradation.name, cached_y)
+        obs = make_observation(degradation, clean, cell.seed, cell.image.digest, cell.degradation.name, cached_y)
     except Exception as err:  # a degradation failing on one image fails that cell only
         return failed_row(cell, f"degradation failed: {type(err).__name__}: {err}")
     row = compute_cell(cell, obs, metrics, device, progress=progress)
@@ -285,6 +301,7 @@ def base_row(cell: Cell) -> dict[str, Any]:
         "degradation": cell.degradation.name,
         "degradation_label": cell.degradation.label,
         "degradation_params": cell.degradation.params,
+        "degradation_version": cell.degradation.version,
         "degradation_description": cell.degradation.plugin.describe(),
         "dataset": cell.dataset,
         "image": cell.image.id,

@@ -11,37 +11,28 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
+from bench.config import check_filters
 from bench.errors import BenchError
 from bench.metric_specs import default_tolerances
+from bench.rescore import rescore_command
 
 log = logging.getLogger("bench")
+ALL_VERSIONS_HELP = ("Also results of older code versions (labelled [code=…]) and of replaced images (their own "
+                     "table); by default only current ones are shown.")
 
 
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
-
-
-def _load_config(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as err:
-        raise BenchError(f"cannot read config '{path}': {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise BenchError(f"config '{path}' is not valid TOML: {err}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,42 +66,12 @@ def cli(verbose: int) -> None:
 @click.option("--gpus-per-cell", type=float, help="Dask resource GPU per cell; workers need --resources GPU=N.")
 def run(**options: Any) -> None:
     """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
-    from bench.runner import RunConfig, parse_overrides, run_grid
+    from bench.config import run_config_from_options
+    from bench.runner import parse_overrides, run_grid
     from bench.store import Store
 
-    config = _load_config(options["config_path"])
-    params = {name: dict(values) for name, values in config.get("params", {}).items()}
-    for name, values in parse_overrides(options["sets"]).items():
-        params.setdefault(name, {}).update(values)
-
-    def pick(key: str, default: Any) -> Any:
-        return options[key] if options.get(key) is not None else config.get(key, default)
-
-    methods = _csv(options["methods"]) or config.get("methods") or ["identity", "tv"]
-    degradations = _csv(options["degradations"]) or config.get("degradations") or ["noise", "jpeg", "multi"]
-    seeds = [int(s) for s in _csv(options["seeds"])] if options["seeds"] else config.get("seeds", [0])
-    progress = options["progress"] if options["progress"] is not None else sys.stderr.isatty()
-    run_config = RunConfig(
-        methods=list(methods),
-        degradations=list(degradations),
-        dataset=pick("dataset", "builtin"),
-        data_root=pick("data_root", None),
-        limit=pick("limit", None),
-        crop=pick("crop", None),
-        profile=pick("profile", "quick"),
-        seeds=list(seeds),
-        overrides=params,
-        results_dir=pick("results_dir", "results"),
-        lpips=not (options["no_lpips"] or config.get("no_lpips", False)),
-        progress=progress,
-        device=pick("device", "cuda" if options.get("gpus_per_cell") else "cpu"),
-        jobs=pick("jobs", 1),
-        executor=pick("executor", "local"),
-        scheduler=pick("scheduler", None),
-        gpus_per_cell=pick("gpus_per_cell", 0.0),
-    )
-    if run_config.scheduler and run_config.executor != "dask":
-        raise BenchError("--scheduler needs --executor dask.")
+    # Everything is validated here, before any image is read or any cell computed (bench.config is the schema).
+    run_config = run_config_from_options(options, parse_overrides(options["sets"]))
     summary = run_grid(run_config)
     store = Store(run_config.results_dir)
     df = store.dataframe()
@@ -120,6 +81,9 @@ def run(**options: Any) -> None:
     click.echo(render(df[df["key"].isin(summary.keys)], "markdown"))
     for error in summary.errors[:10]:
         click.echo(f"failed: {error}", err=True)
+    if summary.corrupt:
+        click.echo(f"warning: {len(summary.corrupt)} stored image(s) were corrupt and were recomputed ("
+                   + ", ".join(summary.corrupt[:3]) + (", ..." if len(summary.corrupt) > 3 else "") + ")", err=True)
     click.echo(summary.line())
     if summary.failed:
         sys.exit(1)
@@ -136,22 +100,25 @@ def run(**options: Any) -> None:
 @click.option("--profile", help="Only this profile.")
 @click.option("--ci", is_flag=True, help="Means with 95% bootstrap CIs over images and paired p-values vs the best.")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Embed figures (html only).")
+@click.option("--all-versions", is_flag=True, help=ALL_VERSIONS_HELP)
 def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods: str | None,
-           degradations: str | None, dataset: str | None, profile: str | None, ci: bool, figures: bool) -> None:
+           degradations: str | None, dataset: str | None, profile: str | None, ci: bool, figures: bool,
+           all_versions: bool) -> None:
     """Table-1 report of the store: rows degradation × metric, columns methods.
 
     html is one self-contained page: tables, figures (base64 PNG) and sortable per-image results."""
     from bench.report import render
 
     df = _results_frame(results_dir)
+    methods_wanted, degradations_wanted = check_filters(df, _csv(methods), _csv(degradations), dataset, profile)
     colors = None
     if fmt == "html" and figures:
         from bench.figures import store_colors
 
-        colors = store_colors(df)  # from the whole store: the same colours as `bench figures`
-    df = _filter(df, dataset, profile)
-    text = render(df, fmt, per_image=per_image or fmt == "html", methods=_csv(methods),
-                  degradations=_csv(degradations), ci=ci, figures_root=results_dir if colors else None,
+        colors = store_colors(df, all_versions)  # from the whole store: the same colours as `bench figures`
+    df = _shown(_filter(df, dataset, profile), all_versions)
+    text = render(df, fmt, per_image=per_image or fmt == "html", methods=methods_wanted,
+                  degradations=degradations_wanted, ci=ci, figures_root=results_dir if colors else None,
                   colors=colors)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +155,8 @@ def list_cmd() -> None:
 @cli.command()
 @click.argument("ref", type=click.Path(exists=True, dir_okay=False))
 @click.argument("dist", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print strict JSON: null for a missing or infinite value, psnr_infinite: true for identical images.")
 def metrics(ref: str, dist: str, as_json: bool) -> None:
     """PSNR, SSIM, MS-SSIM and LPIPS of one image pair (REF is the reference)."""
     from bench.cells import to_tensor
@@ -200,8 +168,10 @@ def metrics(ref: str, dist: str, as_json: bool) -> None:
         raise BenchError(f"images differ in size: {ref} is {a.shape[1]}×{a.shape[0]}, {dist} is {b.shape[1]}×{b.shape[0]}.")
     to8 = lambda x: to_tensor(to_uint8(x).astype("float32") / 255.0)  # noqa: E731
     values = MetricSuite()(to8(a), to8(b))
-    if as_json:
-        click.echo(json.dumps({k: (None if v != v else v) for k, v in values.items()}))
+    if as_json:  # strict JSON: a missing (NaN) or infinite value is null; identical images flag psnr_infinite
+        out: dict[str, Any] = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+        out["psnr_infinite"] = values["psnr"] == math.inf
+        click.echo(json.dumps(out, allow_nan=False))
     else:
         for name, value in values.items():
             click.echo(f"{name:<8} {value:.4f}" if value == value else f"{name:<8} missing")
@@ -247,16 +217,27 @@ def train() -> None:
 
 
 def _results_frame(results_dir: str) -> Any:
-    """All cells of a results store as a DataFrame; a clear error when there is no store."""
+    """All cells of a results store as a DataFrame; a clear error when there is no store. Read-only: reports,
+    checks and figures never write to the store, so a read-only one (a shared folder, an archive) works."""
     from bench.store import DB_NAME, Store
 
     if not (Path(results_dir) / DB_NAME).exists():
         raise BenchError(f"no results in '{results_dir}'; run `bench run` first or pass --results-dir.")
-    store = Store(results_dir)
+    store = Store(results_dir, read_only=True)
     try:
         return store.dataframe()
     finally:
         store.close()
+
+
+def _shown(df: Any, all_versions: bool) -> Any:
+    """The rows reports show (:func:`bench.selection.select`); what that leaves out is said on stderr."""
+    from bench.selection import select
+
+    shown = select(df, all_versions)
+    for note in shown.notes():
+        click.echo(f"note: {note}", err=True)
+    return shown.rows
 
 
 def _filter(df: Any, dataset: str | None, profile: str | None) -> Any:
@@ -281,12 +262,15 @@ def baseline() -> None:
 @click.option("--degradations", "-d", help="Only these degradations.")
 @click.option("--dataset", help="Only this dataset (required when the store holds several).")
 @click.option("--profile", help="Only this profile (required when the store holds several).")
+@click.option("--all-versions", is_flag=True, help=ALL_VERSIONS_HELP)
 def baseline_save(out: str, results_dir: str, methods: str | None, degradations: str | None,
-                  dataset: str | None, profile: str | None) -> None:
-    """Save mean metrics per (method, degradation) of one dataset and profile, with metadata."""
+                  dataset: str | None, profile: str | None, all_versions: bool) -> None:
+    """Save mean metrics per (method, degradation) of one dataset and profile (the rows `bench report` shows)."""
     from bench.baseline import make_baseline, save_baseline
 
-    base = make_baseline(_results_frame(results_dir), _csv(methods), _csv(degradations), dataset, profile)
+    df = _results_frame(results_dir)
+    base = make_baseline(df, *check_filters(df, _csv(methods), _csv(degradations), dataset, profile), dataset, profile,
+                         all_versions=all_versions)
     save_baseline(base, out)
     n = sum(len(d) for d in base.cells.values())
     click.echo(f"wrote {out}: {len(base.cells)} method(s), {n} cell(s), {len(base.metadata['images'])} image(s) "
@@ -325,16 +309,19 @@ def check(baseline_path: str, results_dir: str, tolerance: str | None, strict: b
 @click.option("--zoom", help="Zoomed inset x,y,w,h in pixels of the clean image.")
 @click.option("--data-root", help="DIV2K location, to reload clean images of the div2k dataset.")
 @click.option("--format", "formats", default="png,pdf", show_default=True, help="Comma-separated file formats.")
+@click.option("--all-versions", is_flag=True, help=ALL_VERSIONS_HELP)
 def figures(out: str, results_dir: str, methods: str | None, degradations: str | None, dataset: str | None,
-            profile: str | None, image: str | None, zoom: str | None, data_root: str | None, formats: str) -> None:
+            profile: str | None, image: str | None, zoom: str | None, data_root: str | None, formats: str,
+            all_versions: bool) -> None:
     """Comparison grids, per-image PSNR distributions and convergence curves (PNG and PDF)."""
     from bench.figures import build_figures, parse_zoom, save_figure, store_colors
     from bench.selection import select_rows
 
     df = _results_frame(results_dir)
-    colors = store_colors(df)  # before filtering: a method keeps its colour everywhere
-    df = select_rows(df, _csv(methods), _csv(degradations))
-    df = _filter(df, dataset, profile)
+    methods_wanted, degradations_wanted = check_filters(df, _csv(methods), _csv(degradations), dataset, profile)
+    colors = store_colors(df, all_versions)  # before filtering: a method keeps its colour everywhere
+    df = _shown(_filter(df, dataset, profile), all_versions)
+    df = _filter(select_rows(df, methods_wanted, degradations_wanted), None, None)
     kinds = tuple(_csv(formats))
     if not kinds or set(kinds) - {"png", "pdf", "svg"}:
         raise BenchError(f"--format '{formats}': use png, pdf and/or svg, comma-separated.")
@@ -348,15 +335,35 @@ def figures(out: str, results_dir: str, methods: str | None, degradations: str |
     click.echo(f"wrote {written} file(s) to {out}")
 
 
-def main() -> None:
-    """Console entry point: user errors become one line and an exit code, no traceback."""
+cli.add_command(rescore_command)  # `bench rescore`, defined beside its implementation
+
+
+class _Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C (every ``finally`` runs: completed cells stay, workers are stopped)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise _Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``argv``: the arguments, default ``sys.argv[1:]``): user errors become one line
+    ``error: ...`` and an exit code, no traceback. SIGTERM (timeout, SLURM, Kubernetes) stops like Ctrl-C."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+    except _Terminated:
+        click.echo("terminated (SIGTERM); completed cells are saved and will not be recomputed", err=True)
+        sys.exit(143)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
+    except click.ClickException as err:  # click's own usage errors, in the same one-line form as ours
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"error: {' '.join(err.format_message().split())}{hint}", err=True)
         sys.exit(err.exit_code)
     except BenchError as err:
         click.echo(f"error: {err}", err=True)
@@ -364,6 +371,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; completed cells are saved and will not be recomputed", err=True)
         sys.exit(130)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError, ImageError, UsageError
-from bench.images import IMAGE_SUFFIXES, center_crop, load_image, safe_id, to_float_rgb
+from bench.images import IMAGE_SUFFIXES, MIN_SIZE, center_crop, load_image, safe_id, to_float_rgb
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def image_digest(image: np.ndarray) -> str:
 def _builtin(limit: int | None) -> list[tuple[str, np.ndarray, str]]:
     from skimage import data as skdata
 
-    names = BUILTIN_IMAGES[:limit] if limit else BUILTIN_IMAGES
+    names = BUILTIN_IMAGES[:limit]
     return [(name, to_float_rgb(getattr(skdata, name)(), f"skimage.data.{name}"), f"skimage.data.{name}") for name in names]
 
 
@@ -95,7 +95,7 @@ def list_folder(path: Path) -> list[Path]:
 
 
 def _folder(path: Path, limit: int | None) -> list[tuple[str, np.ndarray, str]]:
-    files = list_folder(path)[: limit or None]
+    files = list_folder(path)[:limit]
     return [(f.stem, load_image(f), str(f)) for f in files]
 
 
@@ -118,7 +118,12 @@ def div2k_root(data_root: str | None) -> Path:
 def load_dataset(
     spec: str, limit: int | None = None, crop: int | None = None, data_root: str | None = None
 ) -> list[ImageItem]:
-    """Load ``builtin``, ``folder:PATH`` or ``div2k`` as a list of :class:`ImageItem`."""
+    """Load ``builtin``, ``folder:PATH`` or ``div2k`` as a list of :class:`ImageItem` (the first ``limit`` images,
+    centre-cropped to ``crop``; ``None``: all images, no crop)."""
+    if limit is not None and limit < 1:  # a slice would silently drop images (-1) or keep all (0)
+        raise UsageError(f"limit {limit}: must be at least 1 (leave it out to use every image).")
+    if crop is not None and crop < MIN_SIZE:
+        raise UsageError(f"crop {crop}: must be at least {MIN_SIZE} (images must be at least {MIN_SIZE}×{MIN_SIZE} px).")
     if spec == "builtin":
         raw = _builtin(limit)
     elif spec.startswith("folder:"):

@@ -6,6 +6,13 @@ sent to each worker once (process initialiser, or one Dask task per image),
 not once per cell. Each worker limits torch's threads so that N workers do not
 oversubscribe the cores.
 
+Workers never outlive the run. Local workers die with this process however it ends,
+SIGKILL included (:func:`die_with_parent`), and ``close`` kills them when the run is
+interrupted (Ctrl-C, SIGTERM) instead of waiting for their cells: the caller keeps every
+completed cell, and an unfinished one is lost either way. Dask's LocalCluster worker
+processes already exit at once when their parent dies (Dask's own parent-alive pipe);
+``close`` shuts the cluster down on an interrupted run.
+
 Example:
     >>> cfg = type("C", (), {"jobs": 1, "executor": "local"})()
     >>> type(make_executor(cfg, store=None)).__name__
@@ -14,8 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +57,48 @@ def _worker_metrics(lpips: bool, device: str) -> Any:
     return _WORKER[key]
 
 
-def _init_worker(images: dict[str, Any], threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _parent_death_signal() -> bool:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies. False where that is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                          ctypes.c_ulong(0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, interval: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os._exit(1)  # from a thread: ends the whole process now, whatever the main thread is computing
+
+
+def die_with_parent(parent_pid: int, use_prctl: bool | None = None, interval: float = 1.0) -> str:
+    """Make this process end when its parent ``parent_pid`` ends, however it ends (SIGKILL included).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills this process when the parent *thread* that
+    started it ends (a pool's workers are started by the thread that submits, the one that runs the grid).
+    Elsewhere (or ``use_prctl=False``): a daemon thread polls ``os.getppid()`` every ``interval`` seconds.
+    A parent that died before this call is caught too: this process has then been re-parented, so
+    ``os.getppid()`` is no longer ``parent_pid``. Returns the mechanism used: "prctl" or "watchdog".
+    """
+    if use_prctl is None:
+        use_prctl = sys.platform.startswith("linux")
+    how = "prctl" if use_prctl and _parent_death_signal() else "watchdog"
+    if how == "watchdog":
+        threading.Thread(target=_watch_parent, args=(parent_pid, interval), name="watch-parent", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent is already gone: no signal will ever come
+        os._exit(1)
+    return how
+
+
+def _init_worker(images: dict[str, Any], threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group: the parent alone decides (it keeps completed cells and kills us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER["images"] = images
 
@@ -112,7 +165,7 @@ class ProcessExecutor:
             max_workers=self.config.jobs,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=({item.id: item for item in images}, threads_per_worker(self.config.jobs)),
+            initargs=({item.id: item for item in images}, threads_per_worker(self.config.jobs), os.getpid()),
         )
 
     def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
@@ -138,8 +191,22 @@ class ProcessExecutor:
             self.pool = None
 
     def close(self) -> None:
+        """After a complete run there is no pool left; after an interrupted one (Ctrl-C, SIGTERM, an error
+        while storing), kill the workers rather than wait minutes for cells nobody will store."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            kill_workers(self.pool)
+            self.pool = None
+
+
+def kill_workers(pool: ProcessPoolExecutor, grace: float = 5.0) -> None:
+    """SIGKILL a process pool's workers, reap them and shut the pool down (its pending futures fail)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the stdlib has no public list (< 3.14)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(grace)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:

@@ -38,7 +38,8 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backe
 
 from bench.errors import BenchError, UsageError
 from bench.metric_specs import spec
-from bench.selection import select_rows
+from bench.selection import current_rows, select_rows
+from bench.store import stored_image
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,12 @@ def method_colors(methods: Any) -> dict[str, Color]:
     return {name: tuple(cmap(i % cmap.N)) for i, name in enumerate(names)}
 
 
-def store_colors(df: pd.DataFrame) -> dict[str, Color]:
-    """Colours for a store: its method labels plus every registered method, so a method keeps its
-    colour across filters, figures and reports."""
+def store_colors(df: pd.DataFrame, all_versions: bool = False) -> dict[str, Color]:
+    """Colours for a store: its method labels (as :func:`bench.selection.select` shows them) plus every
+    registered method, so a method keeps its colour across filters, figures and reports."""
     from bench.registry import available
 
-    return method_colors(set(df["method_label"].astype(str)) | set(available("method")))
+    return method_colors(set(current_rows(df, all_versions)["method_label"].astype(str)) | set(available("method")))
 
 
 def parse_zoom(text: str | None) -> Zoom | None:
@@ -150,14 +151,6 @@ class CleanImages:
 
 
 # comparison grid ------------------------------------------------------------------------------------------------
-def _read(root: Path, rel: Any) -> np.ndarray | None:
-    from bench.images import read_png
-
-    if not isinstance(rel, str) or not (root / rel).is_file():
-        return None
-    return read_png(root / rel)
-
-
 def _scaled_zoom(zoom: Zoom, ref_shape: tuple[int, ...], shape: tuple[int, ...]) -> Zoom:
     """The zoom rectangle in the pixels of an image of ``shape`` (e.g. a ×4 smaller sr input)."""
     sy, sx = shape[0] / ref_shape[0], shape[1] / ref_shape[1]
@@ -215,18 +208,19 @@ def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], cl
     latest = rows.sort_values("created", kind="stable").drop_duplicates("method_label", keep="last") \
         if "created" in rows else rows.drop_duplicates("method_label", keep="last")
     by_method = {str(r["method_label"]): r for _, r in latest.iterrows()}
-    outputs = {m: _read(root, r["output_path"]) if r["status"] == "ok" else None for m, r in by_method.items()}
+    notes: list[str] = []
+    outputs = {m: stored_image(root, r["output_path"], notes) if r["status"] == "ok" else None
+               for m, r in by_method.items()}
     size = next((o.shape[0] for o in outputs.values() if o is not None and o.shape[0] == o.shape[1]), None)
     clean = clean_images.get(dataset, profile, image, str(first["image_digest"]), size)
-    degraded = _read(root, next((r["degraded_path"] for r in by_method.values() if isinstance(r["degraded_path"], str)),
-                                None))
+    degraded_path = next((r["degraded_path"] for r in by_method.values() if isinstance(r["degraded_path"], str)), None)
+    degraded = stored_image(root, degraded_path, notes)
     ref_shape = clean.shape if clean is not None else next((o.shape for o in outputs.values() if o is not None), None)
     if zoom is not None and ref_shape is not None:
         x, y, w, h = zoom
         if x >= ref_shape[1] or y >= ref_shape[0]:
             raise UsageError(f"--zoom {x},{y},{w},{h} lies outside the {ref_shape[1]}×{ref_shape[0]} image '{image}'.")
         zoom = (x, y, min(w, ref_shape[1] - x), min(h, ref_shape[0] - y))
-    notes = []
     panels: list[tuple[str, np.ndarray | None, str, Any]] = []
     if clean is not None:
         panels.append(("clean", clean, "", "black"))
@@ -350,9 +344,10 @@ def convergence_figure(df: pd.DataFrame, colors: dict[str, Color]) -> NamedFigur
 # all figures ----------------------------------------------------------------------------------------------------
 def build_figures(df: pd.DataFrame, root: str | Path, colors: dict[str, Color] | None = None,
                   image: str | None = None, zoom: Zoom | None = None, first_image_only: bool = False,
-                  data_root: str | None = None) -> list[NamedFigure]:
+                  data_root: str | None = None, all_versions: bool = False) -> list[NamedFigure]:
     """Grids (every image, or ``image``, or the first one per degradation), distributions and convergence,
-    per (dataset, profile)."""
+    per (dataset, profile), of the rows :func:`bench.selection.select` shows."""
+    df = current_rows(df, all_versions)
     root = Path(root)
     colors = colors or store_colors(df)
     clean_images = CleanImages(data_root)

@@ -18,6 +18,12 @@ IQA-PyTorch's defaults, within 0.005 for every metric and pair):
   ``features.*`` state dict, loaded with ``weights_only=True``), else from the
   torch hub download; with neither, LPIPS is ``NaN`` with one warning.
 
+Each value is stored with the implementation that produced it
+(:meth:`MetricSuite.implementations`, the ``metric_impl`` column), e.g.
+``"lpips 0.1.4 alex v0.1 features:44534cd66e37 cpu"`` or
+``"pytorch_msssim 1.0.0 ssim luma float64"``, so values from different library
+versions or LPIPS backbones are never mixed unknowingly.
+
 Example:
     >>> import torch
     >>> x = torch.rand(1, 3, 32, 32)
@@ -27,10 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import warnings
+from collections.abc import Iterable
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -138,12 +148,17 @@ class LpipsMetric:
         self.device = torch.device(device)
         self._model = None
         self._tried = False
+        self.backbone_digest = ""  # sha256 prefix of the AlexNet features actually loaded
 
     def _load(self) -> None:
         self._tried = True
         state = _alexnet_state()
         if state is None:
             return
+        digest = hashlib.sha256()
+        for key in sorted(state):
+            digest.update(key.encode() + state[key].detach().cpu().contiguous().numpy().tobytes())
+        self.backbone_digest = digest.hexdigest()[:12]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import lpips
@@ -164,6 +179,11 @@ class LpipsMetric:
             self._load()
         return self._model is not None
 
+    @property
+    def implementation(self) -> str:
+        """What produces the values, e.g. ``"lpips 0.1.4 alex v0.1 features:44534cd66e37 cpu"``."""
+        return f"lpips {_package_version('lpips')} alex v0.1 features:{self.backbone_digest} {self.device.type}"
+
     def __call__(self, ref: Tensor, dist: Tensor) -> float:
         _check(ref, dist)
         if not self.available:
@@ -173,23 +193,44 @@ class LpipsMetric:
         return float(value.item())
 
 
+@cache
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class MetricSuite:
     """All four metrics of one image pair; LPIPS is loaded lazily once.
 
     Example:
         >>> import torch
         >>> x = torch.rand(1, 3, 32, 32)
-        >>> sorted(MetricSuite(lpips=False)(x, x))
-        ['lpips', 'ms_ssim', 'psnr', 'ssim']
+        >>> suite = MetricSuite(lpips=False)
+        >>> scores = suite(x, x)
+        >>> sorted(scores), sorted(suite.implementations(scores))  # no LPIPS value, no LPIPS implementation
+        (['lpips', 'ms_ssim', 'psnr', 'ssim'], ['psnr', 'ssim'])
     """
 
     def __init__(self, lpips: bool = True, device: str | torch.device = "cpu"):
         self.lpips = LpipsMetric(device) if lpips else None
 
     def __call__(self, ref: Tensor, dist: Tensor) -> dict[str, float]:
-        return {
-            "psnr": psnr(ref, dist),
-            "ssim": ssim(ref, dist),
-            "ms_ssim": ms_ssim(ref, dist),
-            "lpips": self.lpips(ref, dist) if self.lpips is not None else math.nan,
-        }
+        return self.score(ref, dist)
+
+    def score(self, ref: Tensor, dist: Tensor, names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:
+        """The metrics ``names`` of one pair (NaN: missing or not applicable)."""
+        functions = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim,
+                     "lpips": self.lpips if self.lpips is not None else lambda ref, dist: math.nan}
+        return {name: functions[name](ref, dist) for name in names}
+
+    def implementations(self, scores: dict[str, float]) -> dict[str, str]:
+        """``{metric: implementation}`` for the values of ``scores`` that are not missing."""
+        msssim = f"pytorch_msssim {_package_version('pytorch_msssim')}"
+        known = {"psnr": "bench psnr rgb float64", "ssim": f"{msssim} ssim luma float64",
+                 "ms_ssim": f"{msssim} ms_ssim luma float64"}
+        if self.lpips is not None:
+            known["lpips"] = self.lpips.implementation
+        return {name: known[name] for name, value in scores.items()
+                if name in known and value is not None and not (isinstance(value, float) and math.isnan(value))}

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -96,14 +97,15 @@ def _coerce(value: Any, annotation: Any, owner: str, name: str) -> Any:
                 return int(value)
             return int(str(value).strip())
         if annotation is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
+            if isinstance(value, bool) or not math.isfinite(number := float(value)):
+                raise ValueError(value)  # inf/nan: no parameter means them, and they fail every cell later
+            return number
         if annotation is str:
             return str(value)
     except (TypeError, ValueError):
         kind = getattr(annotation, "__name__", str(annotation))
-        raise ParameterError(f"{owner}.{name}={value!r} is not a valid {kind}.") from None
+        finite = " (finite)" if annotation is float else ""
+        raise ParameterError(f"{owner}.{name}={value!r} is not a valid{finite} {kind}.") from None
     return value
 
 

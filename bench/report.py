@@ -18,15 +18,20 @@ Example:
 from __future__ import annotations
 
 import html
+import logging
 from typing import Any
 
 import pandas as pd
 
 from bench.metric_specs import METRIC_NAMES
-from bench.selection import select_rows
+from bench.selection import current_rows, select_rows
 from bench.tables import Table, build_tables, format_value, latex_escape, latex_symbols
 
+log = logging.getLogger(__name__)
 PER_IMAGE_COLUMNS = ["method", "degradation", "image", "seed", *METRIC_NAMES, "seconds"]
+# What tells two results of one (method, degradation, image, seed) apart, after the status columns.
+IDENTITY_COLUMNS = ("image_digest", "method_params", "method_version", "degradation_params", "degradation_version",
+                    "key")
 
 
 def to_markdown(table: Table) -> str:
@@ -104,23 +109,28 @@ return (isNaN(p)||isNaN(q)?a.localeCompare(c):p-q)*d;});r.forEach(function(e){b.
 </script>"""
 
 
-def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None) -> pd.DataFrame:
-    """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,seconds."""
-    df = select_rows(df, methods, degradations)
+def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
+                    all_versions: bool = False) -> pd.DataFrame:
+    """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,seconds, then
+    status, error, dataset, profile and the columns that tell rows apart (digest, parameters, versions, key)."""
+    df = select_rows(current_rows(df, all_versions), methods, degradations)
     out = df.assign(method=df["method_label"], degradation=df["degradation_label"])
-    extra = ["status", "error", "dataset", "profile"]
+    extra = [c for c in ("status", "error", "dataset", "profile", *IDENTITY_COLUMNS) if c in out.columns]
     return out[PER_IMAGE_COLUMNS + extra].sort_values(["degradation", "method", "image", "seed"]).reset_index(drop=True)
 
 
 def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[str] | None = None,
            degradations: list[str] | None = None, ci: bool = False, figures_root: str | None = None,
-           colors: dict[str, Any] | None = None) -> str:
+           colors: dict[str, Any] | None = None, all_versions: bool = False) -> str:
     """Render the store's rows as ``latex``, ``markdown``, ``csv`` or ``html``.
 
-    ``ci`` replaces each table by means with bootstrap confidence intervals plus a table of
-    paired p-values (:mod:`bench.stats`). For ``html``, ``figures_root`` (the results
-    directory) embeds the figures of :mod:`bench.figures` (method ``colors`` kept fixed).
+    The rows shown are those of :func:`bench.selection.select` (``all_versions``: older code
+    versions and replaced images too, labelled). ``ci`` replaces each table by means with
+    bootstrap confidence intervals plus a table of paired p-values (:mod:`bench.stats`). For
+    ``html``, ``figures_root`` (the results directory) embeds the figures of
+    :mod:`bench.figures` (method ``colors`` kept fixed).
     """
+    df = current_rows(df, all_versions)
     if per_image and fmt == "csv" and not ci:
         return per_image_frame(df, methods, degradations).to_csv(index=False)
     if ci:
@@ -143,6 +153,8 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
             figures = [(f.title, png_base64(f)) for f in built]
             for f in built:
                 f.figure.clear()
+                for note in f.notes:  # e.g. a damaged stored image: its panel is left empty, the report goes on
+                    log.warning("%s: %s", f.name, note)
         extra = [render_stats(stats, "html")] if ci else None
         return to_html([] if ci else tables, per_image_frame(df, methods, degradations) if per_image else None,
                        figures=figures, extra=extra)

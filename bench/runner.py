@@ -24,39 +24,13 @@ from bench.cells import (
     Cell,
     instantiate,
 )
+from bench.config import RunConfig, check_device_available
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
 from bench.executors import make_executor
 from bench.params import split_grid_string
 from bench.profiles import get_profile
 from bench.store import Store
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run (the CLI and config files fill this in).
-
-    >>> RunConfig(methods=["tv"], degradations=["noise"]).profile
-    'quick'
-    """
-
-    methods: list[str]
-    degradations: list[str]
-    dataset: str = "builtin"
-    limit: int | None = None
-    crop: int | None = None
-    profile: str = "quick"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    results_dir: str = "results"
-    data_root: str | None = None
-    lpips: bool = True
-    progress: bool = True
-    device: str = "cpu"
-    jobs: int = 1
-    executor: str = "local"
-    scheduler: str | None = None
-    gpus_per_cell: float = 0.0
 
 
 @dataclass
@@ -72,6 +46,7 @@ class Summary:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # damaged stored images found (their cells were recomputed)
 
     def line(self) -> str:
         return f"computed {self.computed}, cached {self.cached}, failed {self.failed}"
@@ -100,7 +75,8 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
             f"--set targets '{name}', which is not among --methods ({','.join(config.methods)}) "
             f"or --degradations ({','.join(config.degradations)})."
         )
-    methods = [m for name in config.methods for m in instantiate("method", name, config.overrides.get(name, {}), config.profile)]
+    methods = [m for name in config.methods
+               for m in instantiate("method", name, config.overrides.get(name, {}), config.profile, config.device)]
     degradations = [d for name in config.degradations for d in instantiate("degradation", name, config.overrides.get(name, {}), config.profile)]
     for d in degradations:
         for item in images:
@@ -119,16 +95,19 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
 
 def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None) -> Summary:
     """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store."""
+    if config.executor == "local":  # once, up front (a Dask run's device is on its workers)
+        check_device_available(config.device)
     profile = get_profile(config.profile)
     crop = config.crop if config.crop is not None else profile.crop
     limit = config.limit if config.limit is not None else profile.default_limit
     images = load_dataset(config.dataset, limit=limit, crop=crop, data_root=config.data_root)
     cells = build_cells(config, images)
     store = Store(config.results_dir)
-    done = store.ok_keys()
+    done = store.cached_keys(c.key for c in cells)  # verifies their PNGs: a damaged one is recomputed
     pending = [c for c in cells if c.key not in done]
     summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
     if not pending:
+        summary.corrupt = list(store.corrupt)
         store.close()
         return summary
     bar = None
@@ -153,6 +132,7 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         executor.close()
         if bar:
             bar.close()
+        summary.corrupt = list(store.corrupt)
         store.close()
     return summary
 

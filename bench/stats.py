@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metric_specs import spec, spec_for_label
-from bench.selection import select_rows
+from bench.selection import current_rows, select_rows
 from bench.tables import Table, build_tables, latex_escape, latex_symbols
 
 N_RESAMPLES = 2000
@@ -111,9 +111,9 @@ def per_image(df: pd.DataFrame, degradation: str, method: str, metric: str) -> p
 
 
 def build_stats(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
-                n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[StatsTable]:
-    """CIs and p-values for each table of :func:`bench.tables.build_tables`."""
-    df = select_rows(df, methods, degradations)
+                n_resamples: int = N_RESAMPLES, seed: int = 0, all_versions: bool = False) -> list[StatsTable]:
+    """CIs and p-values for each table of :func:`bench.tables.build_tables` (rows of :func:`bench.selection.select`)."""
+    df = select_rows(current_rows(df, all_versions), methods, degradations)
     out = []
     for table in build_tables(df):
         rows = select_rows(df, dataset=table.dataset, profile=table.profile)

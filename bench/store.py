@@ -8,7 +8,16 @@ Layout of a results directory::
 A cell's PNG is written first (temporary file, then rename), then its row is
 committed, so a killed process never leaves a row pointing at a missing or
 partial image. Failed cells are stored with their error and retried by the
-next run; only ``status = 'ok'`` rows count as cached.
+next run; only ``status = 'ok'`` rows count as cached, and only while their
+PNGs are intact: a PNG's name is the hash of its pixels, so a file damaged
+later (disk, copy, editor) is detected (:func:`read_stored_image`) and its
+cell recomputed instead of served.
+
+``Store(root, read_only=True)`` never writes to the directory (no WAL or shm
+files, no schema changes), so a read-only store (a shared results folder, a
+mounted archive) can be reported, checked and plotted. Stores made by older
+versions gain new columns (e.g. ``metric_impl``) the first time they are
+opened for writing; their rows keep their values.
 
 Example:
     >>> import tempfile
@@ -24,14 +33,15 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, ImageError
 from bench.images import save_png, to_uint8
 from bench.metric_specs import METRIC_NAMES
 
@@ -44,6 +54,7 @@ CELL_COLUMNS = {
     "degradation": "TEXT",
     "degradation_label": "TEXT",
     "degradation_params": "TEXT",
+    "degradation_version": "TEXT",
     "degradation_description": "TEXT",
     "dataset": "TEXT",
     "image": "TEXT",
@@ -53,6 +64,7 @@ CELL_COLUMNS = {
     "status": "TEXT",
     "error": "TEXT",
     **{name: "REAL" for name in METRIC_NAMES},  # one column per metric, in metric order
+    "metric_impl": "TEXT",  # JSON {metric: implementation that produced its value}, see bench.metrics
     "input_psnr": "REAL",
     "seconds": "REAL",
     "peak_memory_mb": "REAL",
@@ -64,12 +76,88 @@ CELL_COLUMNS = {
     "created": "TEXT",
 }
 DB_NAME = "results.sqlite"
+JSON_COLUMNS = ("method_params", "degradation_params", "trace", "metric_impl")
 
 
 def image_path_for(data: np.ndarray) -> str:
     """Relative content-addressed path of an 8-bit image."""
     digest = hashlib.sha256(str(data.shape).encode() + data.tobytes()).hexdigest()
     return f"images/{digest[:2]}/{digest}.png"
+
+
+class CorruptImageError(ImageError):
+    """A stored PNG that cannot be decoded or whose pixels no longer match its content-hash name.
+
+    >>> "bench run" in str(CorruptImageError.for_file("images/ab/ab12.png", "truncated"))
+    True
+    """
+
+    @classmethod
+    def for_file(cls, path: str | os.PathLike, why: str) -> CorruptImageError:
+        return cls(f"stored image '{path}' is corrupt ({why}); run `bench run` again with the same options "
+                   "to recompute it.")
+
+
+def read_stored_image(root: str | os.PathLike, rel: str) -> np.ndarray:
+    """The 8-bit ``(H, W, 3)`` pixels of the stored PNG ``rel``, verified against its name.
+
+    Raises ``FileNotFoundError`` when it is absent and :class:`CorruptImageError` when it is damaged.
+    """
+    from PIL import Image
+
+    path = Path(root) / rel
+    try:
+        with Image.open(path) as img:
+            data = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # Pillow and zlib raise many types for damaged files
+        detail = str(err).splitlines()[0] if str(err) else "no detail"
+        raise CorruptImageError.for_file(path, f"unreadable: {type(err).__name__}: {detail}") from None
+    if Path(image_path_for(data)).stem != Path(rel).stem:
+        raise CorruptImageError.for_file(path, "its pixels do not match the content hash in its name")
+    return data
+
+
+def damaged_database(db_path: Path, err: Exception) -> BenchError:
+    """The error for a results database SQLite cannot read (garbage, truncated, not SQLite)."""
+    return BenchError(f"results database '{db_path}' is damaged or not a results store ({err}); move it aside "
+                      "and run `bench run` again to rebuild it.")
+
+
+def stored_image(root: str | os.PathLike, rel: Any, notes: list[str]) -> np.ndarray | None:
+    """A stored image as float32 RGB in [0, 1]; None when absent, or damaged (then ``notes`` gets a line naming
+    the file and the repair), so figures and reports go on without it."""
+    if not isinstance(rel, str) or not (Path(root) / rel).is_file():
+        return None
+    try:
+        return read_stored_image(root, rel).astype(np.float32) / 255.0
+    except CorruptImageError as err:
+        notes.append(str(err))
+        return None
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """Open without writing anything: read-only, and ``immutable`` (no lock or WAL-index files) unless a WAL
+    file shows that a writer is active or was killed, whose pages only the WAL index can show."""
+    uri = "file:" + urllib.request.pathname2url(str(db_path.resolve()))
+    wal = db_path.with_name(db_path.name + "-wal")
+    options = ["mode=ro"] if wal.exists() else ["mode=ro&immutable=1"]
+    if wal.exists() and wal.stat().st_size == 0:
+        options.append("mode=ro&immutable=1")  # an empty WAL holds nothing the file lacks
+    for option in options:
+        try:
+            conn = sqlite3.connect(f"{uri}?{option}", uri=True, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            continue
+        except sqlite3.DatabaseError as err:  # not a database, or damaged
+            raise damaged_database(db_path, err) from None
+    raise BenchError(f"cannot read '{db_path}': its directory is read-only and '{wal.name}' holds results not yet "
+                     "merged into the database (a run was killed); copy the results directory somewhere writable "
+                     "and read it there.")
 
 
 class Store:
@@ -80,8 +168,18 @@ class Store:
     []
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, read_only: bool = False):
         self.root = Path(root)
+        self.db_path = self.root / DB_NAME
+        self.read_only = read_only
+        self.corrupt: dict[str, None] = {}  # stored images found corrupt (ordered set of relative paths)
+        self._verified: set[str] = set()  # images checked intact by this instance
+        if read_only:
+            if not self.db_path.is_file():
+                raise BenchError(f"no results in '{self.root}'; run `bench run` first or pass --results-dir.")
+            self._conn = _connect_read_only(self.db_path)
+            self._conn.row_factory = sqlite3.Row
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-test-{os.getpid()}"
@@ -92,16 +190,39 @@ class Store:
                 f"results directory '{self.root}' is not writable ({err.strerror}); "
                 "choose another with --results-dir or fix its permissions."
             ) from None
-        self.db_path = self.root / DB_NAME
         self._conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._execute("PRAGMA journal_mode=WAL")
-        self._execute("PRAGMA synchronous=NORMAL")
-        columns = ", ".join(f"{name} {kind}" for name, kind in CELL_COLUMNS.items())
-        self._execute(f"CREATE TABLE IF NOT EXISTS cells ({columns})")
-        self._execute(
-            "CREATE TABLE IF NOT EXISTS degraded (key TEXT PRIMARY KEY, path TEXT, created TEXT)"
-        )
+        try:
+            self._execute("PRAGMA journal_mode=WAL")
+            self._execute("PRAGMA synchronous=NORMAL")
+            columns = ", ".join(f"{name} {kind}" for name, kind in CELL_COLUMNS.items())
+            self._execute(f"CREATE TABLE IF NOT EXISTS cells ({columns})")
+            self._execute("CREATE TABLE IF NOT EXISTS degraded (key TEXT PRIMARY KEY, path TEXT, created TEXT)")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+                raise
+            if "readonly" in str(err):
+                raise BenchError(f"results database '{self.db_path}' is not writable ({err}); choose another "
+                                 "--results-dir or fix its permissions.") from None
+            raise damaged_database(self.db_path, err) from None
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an older version lacks (its rows get NULL there)."""
+        if set(CELL_COLUMNS) <= self._columns():
+            return
+        with self._transaction():  # under the write lock: another process may be migrating too
+            for name, kind in CELL_COLUMNS.items():
+                if name not in self._columns():
+                    self._execute(f"ALTER TABLE cells ADD COLUMN {name} {kind}")
+
+    def _columns(self) -> set[str]:
+        return {r["name"] for r in self._execute("PRAGMA table_info(cells)").fetchall()}
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise BenchError(f"results directory '{self.root}' was opened read-only; nothing can be stored in it.")
 
     def close(self) -> None:
         self._conn.close()
@@ -132,21 +253,43 @@ class Store:
     # images --------------------------------------------------------------
     def put_image(self, image: np.ndarray) -> str:
         """Store an image as PNG under its content hash; return the relative path."""
+        self._writable()
         data = image if image.dtype == np.uint8 else to_uint8(image)
         rel = image_path_for(data)
-        path = self.root / rel
-        if not path.exists():
-            save_png(data, path)
+        if self.image_state(rel) != "ok":  # absent, or damaged: (re)write it
+            save_png(data, self.root / rel)
+            self._verified.add(rel)
         return rel
 
     def image_file(self, rel: str) -> Path:
         return self.root / rel
 
+    def image_state(self, rel: str) -> str:
+        """``"ok"`` (decodes and matches its name), ``"missing"`` or ``"corrupt"`` (remembered in ``corrupt``).
+
+        A 256 px PNG is checked in about a millisecond; each file once per Store.
+        """
+        if rel in self._verified:
+            return "ok"
+        try:
+            read_stored_image(self.root, rel)
+        except FileNotFoundError:
+            return "missing"
+        except CorruptImageError:
+            self.corrupt[rel] = None
+            return "corrupt"
+        self._verified.add(rel)
+        return "ok"
+
+    def read_image(self, rel: str) -> np.ndarray:
+        """A stored image as float32 RGB in [0, 1], verified (:class:`CorruptImageError` when damaged)."""
+        return read_stored_image(self.root, rel).astype(np.float32) / 255.0
+
     # degraded inputs -----------------------------------------------------
     def get_degraded(self, key: str) -> str | None:
         row = self._execute("SELECT path FROM degraded WHERE key = ?", (key,)).fetchone()
-        if row is None or not (self.root / row["path"]).exists():
-            return None
+        if row is None or self.image_state(row["path"]) != "ok":
+            return None  # absent or damaged: the observation is recomputed (and rewritten)
         return row["path"]
 
     def put_degraded(self, key: str, image: np.ndarray) -> str:
@@ -163,11 +306,26 @@ class Store:
         rows = self._execute("SELECT key, output_path FROM cells WHERE status = 'ok'").fetchall()
         return {r["key"] for r in rows if r["output_path"] and (self.root / r["output_path"]).exists()}
 
+    def cached_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` whose ok row can be served: its restored PNG intact and its degraded PNG not
+        damaged (a missing degraded PNG is only a missing figure panel). Damaged files land in ``corrupt``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        wanted = set(keys)
+        rows = [r for r in self._execute("SELECT key, output_path, degraded_path FROM cells WHERE status = 'ok'")
+                if r["key"] in wanted and r["output_path"]]
+        paths = list({p for r in rows for p in (r["output_path"], r["degraded_path"]) if p})
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding and hashing release
+            state = dict(zip(paths, pool.map(self.image_state, paths)))  # the GIL: full-size images add up
+        return {r["key"] for r in rows
+                if state[r["output_path"]] == "ok" and not (r["degraded_path"] and state[r["degraded_path"]] == "corrupt")}
+
     def put_cell(self, row: dict[str, Any]) -> None:
         """Insert or replace one cell row (a failed row never replaces an ok one)."""
+        self._writable()
         row = dict(row)
         row.setdefault("created", _now())
-        for k in ("method_params", "degradation_params", "trace"):
+        for k in JSON_COLUMNS:
             if k in row and not isinstance(row[k], str) and row[k] is not None:
                 row[k] = json.dumps(row[k], sort_keys=True)
         unknown = set(row) - set(CELL_COLUMNS)
@@ -185,7 +343,32 @@ class Store:
         with self._transaction():
             self._execute(sql, [row[n] for n in names])
 
+    def update_metrics(self, key: str, output_path: str, values: dict[str, float], impl: dict[str, str]) -> bool:
+        """Set metric ``values`` of one ok row and merge ``impl`` into its ``metric_impl``, atomically.
+
+        False (nothing written) when the row changed since it was read (recomputed meanwhile: the values
+        belong to another image) or is no longer ok.
+        """
+        self._writable()
+        unknown = set(values) - set(METRIC_NAMES)
+        if unknown:
+            raise KeyError(f"unknown metrics: {sorted(unknown)}")
+        with self._transaction():
+            row = self._execute("SELECT status, output_path, metric_impl FROM cells WHERE key = ?", (key,)).fetchone()
+            if row is None or row["status"] != "ok" or row["output_path"] != output_path:
+                return False
+            merged = {**json.loads(row["metric_impl"] or "{}"), **impl}
+            sets = ", ".join(f"{name} = ?" for name in values)
+            self._execute(f"UPDATE cells SET {sets}, metric_impl = ? WHERE key = ?",
+                          [*values.values(), json.dumps(merged, sort_keys=True), key])
+        return True
+
+    def _has_cells(self) -> bool:
+        return self._execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cells'").fetchone() is not None
+
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        if not self._has_cells():  # a read-only store whose first run never created its table
+            return []
         sql = "SELECT * FROM cells"
         args: tuple = ()
         if status:
@@ -194,10 +377,17 @@ class Store:
         return [dict(r) for r in self._execute(sql, args).fetchall()]
 
     def dataframe(self) -> Any:
-        """All cells as a pandas DataFrame (parameters stay JSON strings)."""
+        """All cells as a pandas DataFrame (parameters stay JSON strings; columns an older store lacks are
+        empty)."""
         import pandas as pd
 
-        return pd.read_sql_query("SELECT * FROM cells", self._conn)
+        if not self._has_cells():
+            return pd.DataFrame(columns=list(CELL_COLUMNS))
+        df = pd.read_sql_query("SELECT * FROM cells", self._conn)
+        for name in CELL_COLUMNS:
+            if name not in df:
+                df[name] = None
+        return df
 
 
 def _now() -> str:

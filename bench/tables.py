@@ -1,7 +1,9 @@
 """Table-1 blocks of a results frame: rows = degradation × metric, columns = methods.
 
-Values are means over images (and seeds). A (method, degradation) whose cells
-are not all present and ok is missing (NaN, shown as "–"), never a partial mean.
+Values are means over images (and seeds) of the rows :func:`bench.selection.select`
+shows (one result per cell; several parameter settings under one label as distinct,
+labelled columns or rows). A (method, degradation) whose cells are not all present
+and ok is missing (NaN, shown as "–"), never a partial mean.
 The best value of each row is marked. Captions name the dataset, the number of
 images, each degradation's definition and the profile. :mod:`bench.report`
 renders these blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table`
@@ -29,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from bench.metric_specs import METRIC_SPECS, spec_for_label
-from bench.selection import select_rows
+from bench.selection import current_rows, select_rows
 
 MISSING = "–"
 
@@ -52,10 +54,11 @@ class Table:
 
 
 def build_tables(
-    df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None
+    df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
+    all_versions: bool = False,
 ) -> list[Table]:
-    """One :class:`Table` per (dataset, profile) present in the rows."""
-    df = select_rows(df, methods, degradations)
+    """One :class:`Table` per (dataset, profile) present in the rows (of :func:`bench.selection.select`)."""
+    df = select_rows(current_rows(df, all_versions), methods, degradations)
     tables = []
     for (dataset, profile), group in df.groupby(["dataset", "profile"], sort=True):
         tables.append(one_table(group, str(dataset), str(profile)))
@@ -95,9 +98,11 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
         if row.notna().any():
             target = row.max() if spec_for_label(label).higher_is_better else row.min()
             best.loc[(degradation, label)] = row == target
-    descriptions = (
-        df.drop_duplicates("degradation_label").set_index("degradation_label")["degradation_description"].to_dict()
-    )
+    descriptions = {  # each degradation's definition from its own rows (one per setting, normally)
+        d: " / ".join(dict.fromkeys(str(v) for v in df.loc[df["degradation_label"] == d, "degradation_description"]
+                                    if isinstance(v, str) and v))
+        for d in degradations
+    } if "degradation_description" in df.columns else {}
     n_images = df["image"].nunique()
     seeds = sorted(df["seed"].unique().tolist())
     parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)

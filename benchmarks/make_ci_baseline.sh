@@ -12,6 +12,7 @@
 # Environment: CI_SMOKE_METHODS (comma-separated; default: all registered methods),
 # CI_SMOKE_RESULTS (results directory; default: a fresh temporary one), BENCH_LPIPS_ALEXNET
 # (default: ../shared/weights/alexnet_features.pth when present; the baseline has LPIPS values).
+# DIP and Double-DIP are pinned to precision=float32, so `BENCH_BF16=on|off` (or the CPU) does not change the verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +30,18 @@ DEGRADATIONS=noise,jpeg,multi
 methods="${CI_SMOKE_METHODS:-$(python -c 'from bench.registry import available; print(",".join(available("method")))')}"
 results="${CI_SMOKE_RESULTS:-$(mktemp -d "${TMPDIR:-/tmp}/ci-smoke.XXXXXX")}"
 
+# Pin the numeric path: DIP and Double-DIP run bfloat16 autocast where the CPU has bf16 units (precision=auto),
+# which would make the verdict depend on the machine. float32 everywhere gives the same numbers on any x86 CPU.
+pins=()
+for m in dip doubledip; do
+  case ",$methods," in *",$m,"*) pins+=(--set "$m.precision=float32") ;; esac
+done
+
 echo "smoke grid: methods $methods; degradations $DEGRADATIONS; results in $results"
 start=$(date +%s)
 set +e
 bench run --profile smoke --dataset builtin --limit 2 --methods "$methods" --degradations "$DEGRADATIONS" \
-  --results-dir "$results" --no-progress >"$results/run.log" 2>&1
+  "${pins[@]}" --results-dir "$results" --no-progress >"$results/run.log" 2>&1
 run_status=$?
 set -e
 tail -n 12 "$results/run.log"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.registry import register_method
-from bench.solvers.dip import ITERATION_PROFILES, DipFit, fit_dip, resolve_task, task_settings
+from bench.solvers.dip import ITERATION_PROFILES, DipFit, fit_dip, resolve_precision, resolve_task, task_settings
 
 
 @register_method("dip")
@@ -122,6 +122,10 @@ class DeepImagePrior(Method):
             "net": net,
             "input_depth": depth,
         }
+
+    @classmethod
+    def resolve_params(cls, params: Any, device: str) -> Any:
+        return resolve_precision(params, device)  # the key records float32 or bfloat16, never "auto"
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.registry import register_method
-from bench.solvers.dip import ITERATION_PROFILES, resolve_task
+from bench.solvers.dip import ITERATION_PROFILES, resolve_precision, resolve_task
 from bench.solvers.dip_double import PAPER_ITERATIONS, DoubleDipFit, default_std_weight, fit_double_dip
 
 
@@ -127,6 +127,10 @@ class DoubleDIP(Method):
             "iterations": p.iterations or max(1, round(PAPER_ITERATIONS * p.iteration_scale)),
             "std_weight": std_weight,
         }
+
+    @classmethod
+    def resolve_params(cls, params: Any, device: str) -> Any:
+        return resolve_precision(params, device)  # the key records float32 or bfloat16, never "auto"
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params

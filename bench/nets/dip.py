@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -182,9 +183,15 @@ def code_noise(depth: int, shape: Sequence[int], generator: torch.Generator, sca
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is fast here: CPUs with AVX512-BF16/AMX (oneDNN), never CUDA (TF32 there)."""
+    """Whether bfloat16 autocast is fast here: CPUs with AVX512-BF16/AMX (oneDNN), never CUDA (TF32 there).
+
+    ``BENCH_BF16=on`` / ``off`` overrides the detection (e.g. to reproduce another machine's numbers).
+    """
     if device.type != "cpu":
         return False
+    forced = os.environ.get("BENCH_BF16", "").strip().lower()
+    if forced in ("on", "1", "true", "off", "0", "false"):
+        return forced in ("on", "1", "true")
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

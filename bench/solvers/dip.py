@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -104,6 +106,23 @@ def copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether to run the convolutions in bfloat16 autocast (``auto``: where the CPU has bf16 units)."""
     return precision == "bfloat16" or (precision == "auto" and nets.bf16_supported(device))
+
+
+def resolve_precision(params: Any, device: str) -> Any:
+    """``params`` with ``precision="auto"`` replaced by the path that runs on ``device`` ("bfloat16" where the
+    CPU has bf16 units, else "float32"), so a cache key names the numerics it stands for.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class P:
+    ...     precision: str = "auto"
+    >>> resolve_precision(P(), "cuda").precision, resolve_precision(P("bfloat16"), "cpu").precision
+    ('float32', 'bfloat16')
+    """
+    if params.precision != "auto":
+        return params
+    bf16 = nets.bf16_supported(torch.device(device))
+    return dataclasses.replace(params, precision="bfloat16" if bf16 else "float32")
 
 
 @dataclass

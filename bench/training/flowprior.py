@@ -23,6 +23,7 @@ from typing import Any
 import click
 import torch
 
+from bench.errors import BenchError
 from bench.nets.flow import CONFIGS, Flow, get_config, load_checkpoint, save_checkpoint
 from bench.nets.flow_layers import bits_per_dim
 from bench.registry import register_trainer
@@ -95,16 +96,22 @@ def training_losses(
 
 
 
+MAX_SKIPPED_IN_A_ROW = 10  # a few pathological batches are skipped; a run of them means divergence
+
+
 def training_losses_safe(
-    flow: Flow, x: Tensor, weights: LossWeights, generator: torch.Generator, reg_batch: int | None
-) -> dict[str, Tensor]:
-    """The paper's losses; a non-finite loss is reported clearly instead of corrupting the weights."""
+    flow: Flow, x: Tensor, weights: LossWeights, generator: torch.Generator, reg_batch: int | None,
+    skipped_in_a_row: int = 0,
+) -> dict[str, Tensor] | None:
+    """The paper's losses, or None for a batch whose loss is not finite (the step is skipped, so it cannot
+    corrupt the weights); after ``MAX_SKIPPED_IN_A_ROW`` such batches in a row training stops with a clear error."""
     losses = training_losses(flow, x, weights, generator, reg_batch)
-    if not torch.isfinite(losses["total"]):
-        raise FloatingPointError(
-            "flowprior training diverged (non-finite loss); resume from the last checkpoint with a lower --lr"
-        )
-    return losses
+    if torch.isfinite(losses["total"]):
+        return losses
+    if skipped_in_a_row + 1 >= MAX_SKIPPED_IN_A_ROW:
+        raise BenchError(f"flowprior training diverged ({MAX_SKIPPED_IN_A_ROW} non-finite losses in a row); "
+                         "resume from the last checkpoint with a lower --lr")
+    return None
 
 
 @torch.no_grad()
@@ -169,12 +176,20 @@ def train_flow(
     ema: float | None = None
     losses: dict[str, Tensor] = {}
 
+    skipped_in_a_row = skipped_total = 0
+
     def step(state: LoopState) -> dict[str, str]:
-        nonlocal ema, losses
+        nonlocal ema, losses, skipped_in_a_row, skipped_total
         x = random_patches(train_images, batch, patch, generator)
         if cfg.in_channels == 1:
             x = x.mean(1, keepdim=True)
-        losses = training_losses_safe(flow, x, weights, generator, reg_batch)
+        computed = training_losses_safe(flow, x, weights, generator, reg_batch, skipped_in_a_row)
+        if computed is None:
+            skipped_in_a_row += 1
+            skipped_total += 1
+            return {"bpd": f"{ema:.3f}" if ema is not None else "nan", "skipped": str(skipped_total)}
+        skipped_in_a_row = 0
+        losses = computed
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         # the paper clips gradient values at 1e5 and the L2 norm at 1e4
@@ -186,7 +201,8 @@ def train_flow(
         return {"bpd": f"{ema:.3f}"}
 
     def validate(state: LoopState) -> dict[str, Any]:
-        record: dict[str, Any] = {"train_bpd": round(ema, 4)}
+        record: dict[str, Any] = {"train_bpd": round(ema, 4) if ema is not None else None,
+                                  "skipped_batches": skipped_total}
         record.update({k: round(v.item(), 6) for k, v in losses.items() if k != "nll"})
         if val_set is not None:
             record["val_bpd"] = round(validation_bpd(flow, val_set), 4)

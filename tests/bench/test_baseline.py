@@ -57,14 +57,24 @@ def test_check_passes_on_the_same_store(store):
 
 def test_worsened_run_fails_naming_the_cells(store, tmp_path):
     res, path = store
-    copy = tmp_path / "res"
-    shutil.copytree(res, copy)
-    assert invoke(*RUN, "--methods", "tv", "--set", "tv.weight=9", "--results-dir", copy).exit_code == 0
-    out = invoke("check", "--baseline", path, "--results-dir", copy)
+    fresh = tmp_path / "res"  # the grid re-run with other parameters: the only tv setting is compared
+    assert invoke(*RUN, "--set", "tv.weight=9", "--results-dir", fresh).exit_code == 0
+    out = invoke("check", "--baseline", path, "--results-dir", fresh)
     assert out.exit_code == 1
     rows = {tuple(line.split()[:3]): line.split()[-1] for line in out.output.splitlines() if line.startswith("tv ")}
     assert rows[("tv", "noise", "psnr")] == "REGRESSED"
     assert "weight 0.9 -> 9.0" in out.output and "check FAILED" in out.output and "tv/noise/psnr" in out.output
+
+
+def test_check_compares_like_with_like_when_the_store_holds_several_settings(store, tmp_path):
+    """A second tv setting in the same store is a column of its own: the baseline's setting is the one checked."""
+    res, path = store
+    copy = tmp_path / "res"
+    shutil.copytree(res, copy)
+    assert invoke(*RUN, "--methods", "tv", "--set", "tv.weight=9", "--results-dir", copy).exit_code == 0
+    out = invoke("check", "--baseline", path, "--results-dir", copy)
+    assert out.exit_code == 0, out.output
+    assert "not in the baseline (not checked): tv[weight=9]" in out.output and "check passed" in out.output
 
 
 def _edited(path, tmp_path, edit):
@@ -117,7 +127,7 @@ def test_lpips_is_lower_is_better(lpips, verdict):
     assert {d.metric: d.verdict for d in result.deltas}["lpips"] == verdict
 
 
-def test_fewer_images_is_incomplete_and_newest_run_wins():
+def test_fewer_images_is_incomplete_and_newest_of_identical_results_wins():
     base = make_baseline(_frame(20.0, 0.3))
     result = compare(base, _frame(20.0, 0.3, images=("x",)), parse_tolerances(None))
     assert {d.metric: d.verdict for d in result.deltas}["psnr"] == "INCOMPLETE" and result.failed

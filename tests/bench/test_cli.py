@@ -79,3 +79,22 @@ def test_user_errors_are_one_line_with_exit_code(args, code, message, capsys, mo
     assert exit_info.value.code == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, code, first_line", [
+    (["run", "--limit", "x"], 2, "error: Invalid value for '--limit': 'x' is not a valid integer. (see `bench run --help`)"),
+    (["run", "--limt", "3"], 2, "error: No such option"),  # click's wording varies by version
+    (["reprot"], 2, "error: No such command 'reprot'."),
+])
+def test_click_usage_errors_are_one_error_line(args, code, first_line, capsys):
+    """click's own parse errors read like ours: one `error:` line (not click's Usage block), exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code and err.strip().splitlines() == [err.strip()], err
+    assert err.startswith(first_line), err
+
+
+def test_help_still_exits_zero(capsys):
+    main(["run", "--help"])
+    assert "--seed" in capsys.readouterr().out

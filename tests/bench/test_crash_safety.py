@@ -58,3 +58,35 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path, kill_after):
         assert read_png(results / path).shape == (64, 64, 3)
     again = subprocess.run(bench(results), env=ENV, capture_output=True, text=True, timeout=120)
     assert "computed 0, cached 12, failed 0" in again.stdout
+
+
+def lpips_rows(results):
+    with sqlite3.connect(results / "results.sqlite", timeout=30) as conn:
+        return {key: rest for key, *rest in conn.execute("SELECT key, psnr, ssim, output_path, lpips FROM cells")}
+
+
+@pytest.mark.slow
+def test_sigkill_during_rescore_loses_nothing(tmp_path):
+    if not os.path.isfile(os.environ.get("BENCH_LPIPS_ALEXNET", "")):
+        pytest.skip("LPIPS backbone not available: set BENCH_LPIPS_ALEXNET (e.g. ../shared/weights/alexnet_features.pth)")
+    results = tmp_path / "res"
+    assert subprocess.run(bench(results), env=ENV, capture_output=True, timeout=600).returncode == 0
+    before = lpips_rows(results)
+    rescore = [sys.executable, "-c", "from bench.cli import main; main()", "rescore", "--results-dir", str(results),
+               "--no-progress"]
+    proc = subprocess.Popen(rescore, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and all(r[3] is None for r in lpips_rows(results).values()):
+        time.sleep(0.01)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(results / "results.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    killed = lpips_rows(results)
+    assert {k: r[:3] for k, r in killed.items()} == {k: r[:3] for k, r in before.items()}  # nothing else touched
+    left = sum(r[3] is None for r in killed.values())
+    done = subprocess.run(rescore, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"rescored {left} row(s): {left} value(s) filled" in done.stdout
+    assert all(r[3] is not None for r in lpips_rows(results).values())

@@ -84,7 +84,9 @@ def test_html_report_is_self_contained_with_figures(results, tmp_path):
 
 def test_html_escapes_names(results, tmp_path):
     df = frame(results)
-    evil = df.assign(method_label=df["method_label"].str.replace("tv", "<script>alert(1)</script>"))
+    # another setting (parameters) of tv stored under a hostile label: shown as its own column, escaped
+    evil = df.assign(method_label=df["method_label"].str.replace("tv", "<script>alert(1)</script>"),
+                     method_params='{"iterations": 11}')
     res = tmp_path / "res"
     shutil.copytree(results, res)
     store = Store(res)

@@ -92,3 +92,103 @@ def test_folder_md5_convention(tmp_path):
     (tmp_path / "a").write_bytes(b"1")
     inner = [hashlib.md5(x).hexdigest() for x in (b"1", b"2")]
     assert folder_md5(tmp_path) == hashlib.md5("".join(inner).encode()).hexdigest()
+
+
+# --- issue 14, defect 3: images whose encoding is not plain 8/16-bit RGB(A) or gray ------------------------------
+
+RGB = np.zeros((32, 32, 3), np.uint8)
+RGB[..., 0], RGB[..., 1], RGB[..., 2] = 200, 50, 10  # an orange: channel order and inversion both show
+
+
+def test_cmyk_jpeg_is_converted_not_inverted(tmp_path, caplog):
+    Image.fromarray(RGB).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)  # Pillow writes Adobe CMYK
+    assert Image.open(tmp_path / "cmyk.jpg").mode == "CMYK"
+    with caplog.at_level("WARNING"):
+        image = load_image(tmp_path / "cmyk.jpg")
+    assert np.abs(image[16, 16] * 255 - RGB[16, 16]).max() < 4, image[16, 16] * 255
+    assert "CMYK image, converted to RGB" in caplog.text and "alpha" not in caplog.text
+
+
+def test_cmyk_tiff_is_converted(tmp_path):
+    Image.fromarray(RGB).convert("CMYK").save(tmp_path / "cmyk.tif")
+    assert np.abs(load_image(tmp_path / "cmyk.tif")[0, 0] * 255 - RGB[0, 0]).max() < 1
+
+
+@pytest.mark.parametrize("scale, warning", [(1 / 255, None), (1.0, "read as 0-255 and scaled by 1/255")])
+def test_float_tiff_in_unit_or_byte_range(tmp_path, caplog, scale, warning):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "f.tif", RGB.astype(np.float32) * scale)
+    with caplog.at_level("WARNING"):
+        image = load_image(tmp_path / "f.tif")
+    assert np.allclose(image, RGB / 255.0, atol=1e-6)  # not clipped to white
+    assert (warning in caplog.text) if warning else "floating-point" not in caplog.text
+
+
+@pytest.mark.parametrize("values, message", [
+    (RGB.astype(np.float32) * 3, r"floating-point image with values in \[30, 600\]; only \[0, 1\] or \[0, 255\]"),
+    (RGB.astype(np.float32) - 100, r"floating-point image with values in \[-90, 100\]"),
+    (np.full((32, 32), np.nan, np.float32), "NaN or infinite"),
+    (RGB.astype(np.int32) * 1000, r"int32 image with values in \[10000, 200000\], outside the 8-bit"),
+    (RGB.astype(np.int32) - 100, r"int32 image with values in \[-90, 100\]"),
+])
+def test_tiff_without_a_clear_range_is_an_error(tmp_path, values, message):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "x.tif", values)
+    with pytest.raises(ImageError, match=message):
+        load_image(tmp_path / "x.tif")
+
+
+@pytest.mark.parametrize("scale, divisor, warning", [
+    (1, 255.0, "int32 image with values in 0..200, read as 8-bit (scaled by 1/255)"),
+    (100, 65535.0, "int32 image with values in 0..20000, read as 16-bit (scaled by 1/65535)"),
+])
+def test_int32_tiff_by_its_actual_range(tmp_path, caplog, scale, divisor, warning):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "i.tif", RGB.astype(np.int32) * scale)
+    with caplog.at_level("WARNING"):
+        image = load_image(tmp_path / "i.tif")
+    assert np.allclose(image, RGB.astype(np.float64) * scale / divisor, atol=1e-6)  # not black
+    assert warning in caplog.text
+
+
+def test_multipage_tiff_is_an_error(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([RGB, RGB]))  # one series of 2 pages
+    tifffile.imwrite(tmp_path / "scan.tif", RGB)
+    tifffile.imwrite(tmp_path / "scan.tif", RGB, append=True)  # 2 series of 1 page
+    for name in ("stack.tif", "scan.tif"):
+        with pytest.raises(ImageError, match=rf"'{tmp_path / name}' is a multi-page TIFF \(2 full-size pages\)"):
+            load_image(tmp_path / name)
+
+
+def test_tiff_layouts_that_are_clear(tmp_path):
+    """Planar RGB, a reduced-resolution thumbnail page, LZW compression and a palette all read as the RGB image."""
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(RGB, 2, 0), planarconfig="separate", photometric="rgb")
+    tifffile.imwrite(tmp_path / "thumb.tif", RGB)
+    tifffile.imwrite(tmp_path / "thumb.tif", RGB[:16, :16], append=True, subfiletype=1)
+    Image.fromarray(RGB).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    Image.fromarray(RGB).quantize(4).save(tmp_path / "palette.tif")
+    for name in ("planar.tif", "thumb.tif", "lzw.tif", "palette.tif"):
+        assert np.abs(load_image(tmp_path / name) * 255 - RGB).max() < 1, name
+
+
+def test_plain_files_read_as_before(tmp_path):
+    """8-bit RGB PNG, JPEG and TIFF give the pixels imageio gave before: cache keys of existing datasets stay."""
+    import imageio.v3 as iio
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    for name in ("a.png", "a.jpg", "a.tif", "a.bmp"):
+        Image.fromarray(pixels).save(tmp_path / name)
+        expected = iio.imread(tmp_path / name, index=0) if name.endswith(".tif") else iio.imread(tmp_path / name)
+        assert np.array_equal(load_image(tmp_path / name), expected.astype(np.float32) / 255.0), name
+
+
+def test_corrupt_stored_png_is_an_image_error(tmp_path):
+    from bench.images import read_png
+
+    save_png(np.full((20, 20, 3), 0.5, np.float32), tmp_path / "s.png")
+    data = (tmp_path / "s.png").read_bytes()
+    (tmp_path / "s.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"stored image '.*s\.png' is missing or corrupt"):
+        read_png(tmp_path / "s.png")

@@ -43,8 +43,8 @@ LAYERS = {
     "bench.solvers": 4,
     "degradations": 5,
     "methods": 5,
-    **{f"bench.{name}": 6 for name in ("cells", "executors", "runner", "store", "selection", "tables", "stats",
-                                        "report", "figures", "baseline", "cli")},
+    **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
+                                        "report", "figures", "baseline", "rescore", "cli")},
 }
 HARNESS = 6
 

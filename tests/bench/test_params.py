@@ -47,3 +47,16 @@ def test_grid_expansion():
     assert split_grid_string("15,25") == ["15", "25"]
     assert split_grid_string("[8,16]") == "[8,16]"
     assert split_grid_string("0.5") == "0.5"
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", float("inf"), float("nan")])
+def test_non_finite_floats_are_rejected(value):
+    """No parameter means inf or NaN: accepted, they failed every cell later (issue 14)."""
+    with pytest.raises(ParameterError, match=r"x\.sigma=.* is not a valid \(finite\) float"):
+        build_params(P, {"sigma": value}, "x")
+
+
+@pytest.mark.parametrize("value", [[1, 2], {"a": 1}, True, None])
+def test_wrong_types_are_parameter_errors(value):
+    with pytest.raises(ParameterError, match="x.sigma="):
+        build_params(P, {"sigma": value}, "x")

@@ -163,3 +163,42 @@ def test_local_worker_killed_mid_cell_is_retried_once(tmp_path, killer):
     summary = run_grid(config(tmp_path / "res", methods=["killer"], degradations=["noise"], limit=1, jobs=2,
                               overrides={"killer": {"marker": str(marker)}}))
     assert marker.exists() and (summary.computed, summary.failed) == (1, 0)
+
+
+# A parent that starts a grandchild calling die_with_parent, then waits to be killed. The grandchild prints
+# its pid and the mechanism it got through the inherited stdout.
+GRANDCHILD = ("import os, sys, time; from bench.executors import die_with_parent; "
+              "how = die_with_parent(int(sys.argv[1]), use_prctl=sys.argv[2] == '1', interval=0.2); "
+              "print(os.getpid(), how, flush=True); time.sleep(300)")
+PARENT = ("import os, subprocess, sys, time; "
+          f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}, str(os.getpid()), sys.argv[1]]); time.sleep(300)")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("use_prctl", [True, False], ids=["prctl", "watchdog"])
+def test_die_with_parent_ends_the_process_when_its_parent_is_killed(use_prctl):
+    import psutil
+
+    if use_prctl and not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux only")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, "1" if use_prctl else "0"], env=ENV,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        pid, how = parent.stdout.readline().split()
+        assert how == ("prctl" if use_prctl else "watchdog")
+        child = psutil.Process(int(pid))
+        parent.kill()
+        parent.wait()
+        gone, alive = psutil.wait_procs([child], timeout=5)
+        alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == [], "the grandchild outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+        parent.stdout.close()
+
+
+def test_die_with_parent_exits_at_once_when_the_parent_is_already_gone():
+    """The race: a parent that died before the kernel was told never sends the death signal."""
+    code = "from bench.executors import die_with_parent; die_with_parent(-1); print('still running')"
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "still running" not in done.stdout

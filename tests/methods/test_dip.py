@@ -137,7 +137,7 @@ def test_output_does_not_depend_on_the_clean_image():
     )
     item = load_dataset("builtin", limit=1, crop=32)[0]
     cell = build_cells(config, [item])[0]
-    obs = make_observation(cell.degradation.plugin, to_tensor(item.image), cell.seed, item.id, "noise")
+    obs = make_observation(cell.degradation.plugin, to_tensor(item.image), cell.seed, item.digest, "noise")
     metrics = MetricSuite(lpips=False)
     real = compute_cell(cell, obs, metrics)
     cell.image = ImageItem(item.id, np.zeros_like(item.image), digest=item.digest)  # a clean image it must not use

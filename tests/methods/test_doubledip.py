@@ -103,7 +103,7 @@ def test_output_does_not_depend_on_the_clean_image():
     )
     item = load_dataset("builtin", limit=1, crop=32)[0]
     cell = build_cells(config, [item])[0]
-    obs = make_observation(cell.degradation.plugin, to_tensor(item.image), cell.seed, item.id, "multi")
+    obs = make_observation(cell.degradation.plugin, to_tensor(item.image), cell.seed, item.digest, "multi")
     metrics = MetricSuite(lpips=False)
     real = compute_cell(cell, obs, metrics)
     cell.image = ImageItem(item.id, np.ones_like(item.image), digest=item.digest)

@@ -113,3 +113,18 @@ def test_same_seed_gives_the_same_checkpoint(tmp_path):
         states.append(load_checkpoint(out)[0].state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_a_non_finite_batch_is_skipped_and_a_run_of_them_stops_training():
+    from bench.errors import BenchError
+    from bench.training.flowprior import MAX_SKIPPED_IN_A_ROW, training_losses_safe
+
+    flow = tiny_flow().train()
+    g = torch.Generator().manual_seed(0)
+    x = smooth_batch()
+    assert training_losses_safe(flow, x, LossWeights(), g, None) is not None
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    assert training_losses_safe(flow, bad, LossWeights(), g, None) is None
+    with pytest.raises(BenchError, match="non-finite losses in a row"):
+        training_losses_safe(flow, bad, LossWeights(), g, None, skipped_in_a_row=MAX_SKIPPED_IN_A_ROW - 1)

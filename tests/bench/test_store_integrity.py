@@ -1,0 +1,125 @@
+"""Stored images that are damaged later are detected, recomputed and never crash a report (issue 14, defect 7)."""
+
+import hashlib
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from bench.store import CorruptImageError, Store, read_stored_image
+
+RUN = ["run", "--profile", "smoke", "--methods", "identity,tv", "--degradations", "noise", "--limit", "1",
+       "--set", "tv.iterations=10", "--no-lpips", "--no-progress"]
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def rows_by_method(results):
+    store = Store(results)
+    try:
+        return {r["method"]: r for r in store.rows()}
+    finally:
+        store.close()
+
+
+def flip_bytes(path):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(255 - b for b in data[middle:middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def other_pixels(path):
+    """A valid PNG whose pixels do not match the hash in its name."""
+    pixels = np.asarray(Image.open(path).convert("RGB")).copy()
+    pixels[0, 0] ^= 1
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture
+def results(monkeypatch, capsys, tmp_path):
+    res = tmp_path / "res"
+    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", res)
+    assert code == 0 and "computed 2, cached 0, failed 0" in out, err
+    return res
+
+
+@pytest.mark.parametrize("damage", [flip_bytes, other_pixels, truncate])
+def test_corrupt_restored_image_is_recomputed_and_reported(monkeypatch, capsys, tmp_path, results, damage):
+    before = rows_by_method(results)
+    rel = before["tv"]["output_path"]
+    good = (results / rel).read_bytes()
+    damage(results / rel)
+    with pytest.raises(CorruptImageError, match="bench run"):
+        read_stored_image(results, rel)
+    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    assert code == 0, err
+    assert "computed 1, cached 1, failed 0" in out
+    assert f"warning: 1 stored image(s) were corrupt and were recomputed ({rel})" in err
+    assert (results / rel).read_bytes() == good  # rewritten: the same pixels, so the same name
+    after = rows_by_method(results)
+    assert after["tv"]["psnr"] == before["tv"]["psnr"] and after["identity"] == before["identity"]
+    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    assert "computed 0, cached 2, failed 0" in out and "corrupt" not in err
+    code, out, err = run_cli(monkeypatch, capsys, "figures", "--out", tmp_path / "figs", "--results-dir", results)
+    assert code == 0 and "note" not in err, err
+
+
+def test_corrupt_degraded_image_recomputes_every_cell_that_uses_it(monkeypatch, capsys, results):
+    before = rows_by_method(results)
+    rel = before["tv"]["degraded_path"]
+    assert before["identity"]["output_path"] == rel  # identity returns its input: one file, two uses
+    flip_bytes(results / rel)
+    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    assert code == 0 and "computed 2, cached 0, failed 0" in out, err
+    assert err.count("stored image(s) were corrupt") == 1 and "warning: 1 stored image(s)" in err
+    read_stored_image(results, rel)
+    assert rows_by_method(results)["tv"]["psnr"] == before["tv"]["psnr"]
+
+
+def test_figures_and_html_report_survive_a_corrupt_image(monkeypatch, capsys, caplog, tmp_path, results):
+    rel = rows_by_method(results)["tv"]["output_path"]
+    flip_bytes(results / rel)
+    code, out, err = run_cli(monkeypatch, capsys, "figures", "--out", tmp_path / "figs", "--results-dir", results)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "corrupt" in line]
+    assert len(notes) == 1 and f"{rel}' is corrupt" in notes[0] and "run `bench run` again" in notes[0], err
+    assert (tmp_path / "figs" / "grid_builtin_smoke_noise_astronaut.png").stat().st_size > 1000
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run_cli(monkeypatch, capsys, "report", "--format", "html", "--out", tmp_path / "r.html",
+                                 "--results-dir", results)
+    assert code == 0, err
+    assert f"{rel}' is corrupt" in caplog.text + err and "Traceback" not in err
+    assert "<img" in (tmp_path / "r.html").read_text()
+
+
+def test_put_image_rewrites_a_damaged_file_of_the_same_name(tmp_path):
+    store = Store(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    rel = store.put_image(image)
+    flip_bytes(tmp_path / rel)
+    store.close()
+    store = Store(tmp_path)  # a new process: nothing verified yet
+    assert store.image_state(rel) == "corrupt" and list(store.corrupt) == [rel]
+    assert store.put_image(image) == rel
+    assert np.array_equal(read_stored_image(tmp_path, rel), image)
+    digest = hashlib.sha256(str(image.shape).encode() + image.tobytes()).hexdigest()
+    assert rel == f"images/{digest[:2]}/{digest}.png"

@@ -145,8 +145,11 @@ class SRFlowMethod(Method):
             height, width = op.in_shape
             lr = pad_to_multiple(y, lr_multiple)
         else:
-            height, width = y.shape[-2:]
-            lr = quantize(bicubic_down(pad_to_multiple(y, net.cfg.multiple), f))  # 8-bit, like the training LR
+            # any other degradation: the image-space estimate (y itself when the shapes agree; for sr of another
+            # factor the operator's bicubic upsampling), downscaled by this model's factor and super-resolved back
+            first = y if tuple(y.shape[-2:]) == tuple(op.in_shape) else op.init(y)
+            height, width = first.shape[-2:]
+            lr = quantize(bicubic_down(pad_to_multiple(first, net.cfg.multiple), f))  # 8-bit, like the training LR
         heat = self.params.heat
         while True:
             with torch.no_grad():

@@ -59,6 +59,8 @@ def test_official_layout_checkpoint_loads_strictly(tmp_path):
         (SRFlow4x, SuperResolution(SuperResolution.Params(factor=4)), (24, 36)),
         (SRFlow8x, Noise(), (19, 33)),
         (SRFlow8x, SuperResolution(SuperResolution.Params(factor=8)), (24, 48)),
+        (SRFlow8x, SuperResolution(SuperResolution.Params(factor=4)), (64, 64)),  # was 16×16: sr of another factor
+        (SRFlow4x, SuperResolution(SuperResolution.Params(factor=2)), (32, 40)),
     ],
 )
 def test_output_size_equals_input_size(tiny_checkpoints, cls, degradation, size):

@@ -25,3 +25,21 @@ def perturbed_srflow():
         return net
 
     return make
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """``run_cli(*args) -> (exit code, stdout, stderr)``: ``bench ARGS`` through its real entry point (``main``)."""
+    from bench.cli import main
+
+    def invoke(*args):
+        monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_info:
+            code = exit_info.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke

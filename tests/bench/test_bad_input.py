@@ -8,20 +8,8 @@ import torch
 from PIL import Image
 
 from bench.checkpoints import load_checkpoint, save_checkpoint
-from bench.cli import main
 from bench.errors import CheckpointError
 from bench.images import save_png
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr("sys.argv", ["bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def folder_with(tmp_path, name, writer):
@@ -32,8 +20,8 @@ def folder_with(tmp_path, name, writer):
     return folder
 
 
-def run_on(monkeypatch, capsys, tmp_path, folder, *extra):
-    return run_cli(monkeypatch, capsys, "run", "--dataset", f"folder:{folder}", "--methods", "identity",
+def run_on(run_cli, tmp_path, folder, *extra):
+    return run_cli("run", "--dataset", f"folder:{folder}", "--methods", "identity",
                    "--degradations", "noise", "--profile", "smoke", "--no-lpips", "--no-progress",
                    "--results-dir", str(tmp_path / "res"), *extra)
 
@@ -48,9 +36,9 @@ def run_on(monkeypatch, capsys, tmp_path, folder, *extra):
          "error: image '{p}' is 1×1 px; images must be at least 16×16 px."),
     ],
 )
-def test_unusable_images_stop_with_the_file_named(monkeypatch, capsys, tmp_path, name, writer, message):
+def test_unusable_images_stop_with_the_file_named(monkeypatch, capsys, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
-    code, _, err = run_on(monkeypatch, capsys, tmp_path, folder)
+    code, _, err = run_on(run_cli, tmp_path, folder)
     assert code == 1
     assert message.format(p=folder / name) in err
 
@@ -67,10 +55,10 @@ def test_unusable_images_stop_with_the_file_named(monkeypatch, capsys, tmp_path,
         ("notes.txt", lambda p: p.write_text("not an image"), "skipped 1 non-image file(s): notes.txt"),
     ],
 )
-def test_convertible_inputs_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message):
+def test_convertible_inputs_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
     with caplog.at_level(logging.WARNING):
-        code, out, _ = run_on(monkeypatch, capsys, tmp_path, folder)
+        code, out, _ = run_on(run_cli, tmp_path, folder)
     assert code == 0, out
     assert message in caplog.text
     assert "failed 0" in out
@@ -92,19 +80,19 @@ def test_convertible_inputs_are_converted_with_a_warning(monkeypatch, capsys, ca
          "error: unknown parameter 'tv.iterationz'. Did you mean 'iterations'?"),
     ],
 )
-def test_invalid_runs_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message):
+def test_invalid_runs_exit_2_with_one_line(monkeypatch, capsys, tmp_path, args, message, run_cli):
     base = ["run", "--profile", "smoke", "--no-lpips", "--no-progress", "--results-dir", str(tmp_path / "res")]
     if "--methods" not in args:
         base += ["--methods", "identity"]
-    code, _, err = run_cli(monkeypatch, capsys, *base, *args)
+    code, _, err = run_cli(*base, *args)
     assert code == (1 if "sr cannot" in message else 2)
     assert message in err and "Traceback" not in err
 
 
-def test_unwritable_results_directory(monkeypatch, capsys, tmp_path):
+def test_unwritable_results_directory(monkeypatch, capsys, tmp_path, run_cli):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, err = run_cli(monkeypatch, capsys, "run", "--profile", "smoke", "--methods", "identity",
+    code, _, err = run_cli("run", "--profile", "smoke", "--methods", "identity",
                            "--degradations", "noise", "--no-progress", "--results-dir", str(blocker / "res"))
     assert code == 1
     assert f"error: results directory '{blocker / 'res'}' is not writable" in err
@@ -150,11 +138,11 @@ def test_failed_cells_show_as_missing_in_reports(tmp_path, monkeypatch):
     assert Store(tmp_path).rows(status="failed")[0]["error"] == "ValueError: method returned shape (1, 3, 7, 7), expected (1, 3, 64, 64)"
 
 
-def test_image_smaller_than_the_flow_prior_patch(monkeypatch, capsys, tmp_path):
+def test_image_smaller_than_the_flow_prior_patch(monkeypatch, capsys, tmp_path, run_cli):
     folder = tmp_path / "small"
     folder.mkdir()
     save_png(np.random.default_rng(0).random((40, 40, 3)).astype(np.float32), folder / "tiny40.png")
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--dataset", f"folder:{folder}", "--methods", "flowprior",
+    code, out, err = run_cli("run", "--dataset", f"folder:{folder}", "--methods", "flowprior",
                              "--degradations", "noise", "--profile", "quick", "--no-lpips", "--no-progress",
                              "--results-dir", str(tmp_path / "res"))
     assert code == 1 and "failed 1" in out
@@ -192,16 +180,16 @@ def stored_rows(results):
     (["--limit", "abc"], 2, "error: Invalid value for '--limit': 'abc' is not a valid integer. (see `bench run "
                             "--help`)"),
 ])
-def test_bad_run_options_stop_before_any_cell(monkeypatch, capsys, tmp_path, extra, code, message):
-    result = run_cli(monkeypatch, capsys, *smoke_run(tmp_path, *extra))
+def test_bad_run_options_stop_before_any_cell(monkeypatch, capsys, tmp_path, extra, code, message, run_cli):
+    result = run_cli(*smoke_run(tmp_path, *extra))
     assert result[0] == code, result
     assert result[2].strip().splitlines() == [message]  # one line, no traceback
     assert stored_rows(tmp_path / "res") == 0
 
 
-def test_absent_gpu_is_one_error_up_front(monkeypatch, capsys, tmp_path):
+def test_absent_gpu_is_one_error_up_front(monkeypatch, capsys, tmp_path, run_cli):
     absent = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, so absent on every machine
-    code, out, err = run_cli(monkeypatch, capsys, *smoke_run(tmp_path, "--device", absent, "--limit", "2"))
+    code, out, err = run_cli(*smoke_run(tmp_path, "--device", absent, "--limit", "2"))
     assert code == 1 and err.startswith(f"error: --device {absent}: this machine has ") and "failed" not in out + err
     assert len(err.strip().splitlines()) == 1 and stored_rows(tmp_path / "res") == 0
 
@@ -214,54 +202,54 @@ def test_absent_gpu_is_one_error_up_front(monkeypatch, capsys, tmp_path):
     ("[params]\nnoise = 3", "error: config '{cfg}': params.noise: expected a table, got the integer 3."),
     ("limit = 1\nlimit = 2", "error: config '{cfg}' is not valid TOML: "),
 ])
-def test_bad_config_files_stop_before_any_cell(monkeypatch, capsys, tmp_path, toml, message):
+def test_bad_config_files_stop_before_any_cell(monkeypatch, capsys, tmp_path, toml, message, run_cli):
     cfg = tmp_path / "run.toml"
     cfg.write_text(toml + "\n")
-    code, _, err = run_cli(monkeypatch, capsys, "run", "--config", str(cfg), "--profile", "smoke", "--limit", "1",
+    code, _, err = run_cli("run", "--config", str(cfg), "--profile", "smoke", "--limit", "1",
                            "--no-lpips", "--no-progress", "--results-dir", str(tmp_path / "res"))
     assert code == 2 and err.startswith(message.format(cfg=cfg)) and len(err.strip().splitlines()) == 1, err
     assert stored_rows(tmp_path / "res") == 0
 
 
-def test_a_string_for_a_list_key_is_comma_separated(monkeypatch, capsys, tmp_path):
+def test_a_string_for_a_list_key_is_comma_separated(monkeypatch, capsys, tmp_path, run_cli):
     """`methods = "tv"` used to run the method "t" (a string iterated character by character)."""
     cfg = tmp_path / "run.toml"
     cfg.write_text('methods = "identity"\ndegradations = "noise"\nseeds = "0,1"\n')
-    code, out, err = run_cli(monkeypatch, capsys, "run", "--config", str(cfg), "--profile", "smoke", "--limit", "1",
+    code, out, err = run_cli("run", "--config", str(cfg), "--profile", "smoke", "--limit", "1",
                              "--no-lpips", "--no-progress", "--results-dir", str(tmp_path / "res"))
     assert code == 0 and "computed 2, cached 0, failed 0" in out, err
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_damaged_results_database(monkeypatch, capsys, tmp_path, damage):
+def test_damaged_results_database(monkeypatch, capsys, tmp_path, damage, run_cli):
     results = tmp_path / "res"
-    assert run_cli(monkeypatch, capsys, *smoke_run(tmp_path))[0] == 0
+    assert run_cli(*smoke_run(tmp_path))[0] == 0
     db = results / "results.sqlite"
     data = db.read_bytes()
     db.write_bytes(b"this is not a database\n" * 50 if damage == "garbage" else data[: len(data) // 2])
     for args in (["report", "--results-dir", str(results)], smoke_run(tmp_path)):
-        code, _, err = run_cli(monkeypatch, capsys, *args)
+        code, _, err = run_cli(*args)
         assert code == 1 and "Traceback" not in err, err
         assert err.startswith(f"error: results database '{db}' is damaged or not a results store ("), err
         assert "move it aside and run `bench run` again to rebuild it." in err
 
 
-def test_report_filter_with_an_unknown_name(monkeypatch, capsys, tmp_path):
-    assert run_cli(monkeypatch, capsys, *smoke_run(tmp_path))[0] == 0
+def test_report_filter_with_an_unknown_name(monkeypatch, capsys, tmp_path, run_cli):
+    assert run_cli(*smoke_run(tmp_path))[0] == 0
     for option, value, message in (("--methods", "identty", "the store has no method 'identty'. Did you mean "
                                     "'identity'? It holds: identity."),
                                    ("--degradations", "nois", "the store has no degradation 'nois'. Did you mean "
                                     "'noise'? It holds: noise."),
                                    ("--profile", "quick", "the store has no profile 'quick'. It holds: smoke.")):
-        code, out, err = run_cli(monkeypatch, capsys, "report", "--results-dir", str(tmp_path / "res"), option, value)
+        code, out, err = run_cli("report", "--results-dir", str(tmp_path / "res"), option, value)
         assert code == 2 and err.strip() == f"error: {option} {value}: {message}", err
 
 
-def test_metrics_json_of_identical_images_is_valid_json(monkeypatch, capsys, tmp_path):
+def test_metrics_json_of_identical_images_is_valid_json(monkeypatch, capsys, tmp_path, run_cli):
     import json
 
     save_png(np.random.default_rng(0).random((32, 32, 3)).astype(np.float32), tmp_path / "a.png")
-    code, out, _ = run_cli(monkeypatch, capsys, "metrics", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--json")
+    code, out, _ = run_cli("metrics", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--json")
     values = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert code == 0 and values["psnr"] is None and values["psnr_infinite"] is True and values["ssim"] == 1.0
 
@@ -285,10 +273,10 @@ def tiff(values):
      "floating-point image with values up to 200, read as 0-255 and scaled by 1/255"),
     ("int32.tif", tiff(ORANGE.astype(np.int32)), "int32 image with values in 0..200, read as 8-bit (scaled by 1/255)"),
 ])
-def test_other_encodings_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message):
+def test_other_encodings_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
     with caplog.at_level(logging.WARNING):
-        code, out, _ = run_on(monkeypatch, capsys, tmp_path, folder, "--crop", "32")
+        code, out, _ = run_on(run_cli, tmp_path, folder, "--crop", "32")
     assert code == 0 and "failed 0" in out, out
     assert f"{folder / name}: {message}" in caplog.text and "alpha" not in caplog.text
 
@@ -304,7 +292,7 @@ def test_other_encodings_are_converted_with_a_warning(monkeypatch, capsys, caplo
      "error: {p}: int32 image with values in [10000, 200000], outside the 8-bit (0..255) and 16-bit (0..65535) "
      "ranges; rescale it and save it as 8- or 16-bit."),
 ])
-def test_images_without_a_clear_meaning_stop_the_run(monkeypatch, capsys, tmp_path, name, writer, message):
+def test_images_without_a_clear_meaning_stop_the_run(monkeypatch, capsys, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
-    code, _, err = run_on(monkeypatch, capsys, tmp_path, folder)
+    code, _, err = run_on(run_cli, tmp_path, folder)
     assert code == 1 and err.startswith(message.format(p=folder / name)), err

@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
 from bench.store import CorruptImageError, Store, read_stored_image
 
 RUN = ["run", "--profile", "smoke", "--methods", "identity,tv", "--degradations", "noise", "--limit", "1",
        "--set", "tv.iterations=10", "--no-lpips", "--no-progress"]
 
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr("sys.argv", ["bench", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_info:
-        code = exit_info.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def rows_by_method(results):
@@ -55,56 +44,56 @@ def truncate(path):
 
 
 @pytest.fixture
-def results(monkeypatch, capsys, tmp_path):
+def results(monkeypatch, capsys, tmp_path, run_cli):
     res = tmp_path / "res"
-    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", res)
+    code, out, err = run_cli(*RUN, "--results-dir", res)
     assert code == 0 and "computed 2, cached 0, failed 0" in out, err
     return res
 
 
 @pytest.mark.parametrize("damage", [flip_bytes, other_pixels, truncate])
-def test_corrupt_restored_image_is_recomputed_and_reported(monkeypatch, capsys, tmp_path, results, damage):
+def test_corrupt_restored_image_is_recomputed_and_reported(monkeypatch, capsys, tmp_path, results, damage, run_cli):
     before = rows_by_method(results)
     rel = before["tv"]["output_path"]
     good = (results / rel).read_bytes()
     damage(results / rel)
     with pytest.raises(CorruptImageError, match="bench run"):
         read_stored_image(results, rel)
-    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    code, out, err = run_cli(*RUN, "--results-dir", results)
     assert code == 0, err
     assert "computed 1, cached 1, failed 0" in out
     assert f"warning: 1 stored image(s) were corrupt and were recomputed ({rel})" in err
     assert (results / rel).read_bytes() == good  # rewritten: the same pixels, so the same name
     after = rows_by_method(results)
     assert after["tv"]["psnr"] == before["tv"]["psnr"] and after["identity"] == before["identity"]
-    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    code, out, err = run_cli(*RUN, "--results-dir", results)
     assert "computed 0, cached 2, failed 0" in out and "corrupt" not in err
-    code, out, err = run_cli(monkeypatch, capsys, "figures", "--out", tmp_path / "figs", "--results-dir", results)
+    code, out, err = run_cli("figures", "--out", tmp_path / "figs", "--results-dir", results)
     assert code == 0 and "note" not in err, err
 
 
-def test_corrupt_degraded_image_recomputes_every_cell_that_uses_it(monkeypatch, capsys, results):
+def test_corrupt_degraded_image_recomputes_every_cell_that_uses_it(monkeypatch, capsys, results, run_cli):
     before = rows_by_method(results)
     rel = before["tv"]["degraded_path"]
     assert before["identity"]["output_path"] == rel  # identity returns its input: one file, two uses
     flip_bytes(results / rel)
-    code, out, err = run_cli(monkeypatch, capsys, *RUN, "--results-dir", results)
+    code, out, err = run_cli(*RUN, "--results-dir", results)
     assert code == 0 and "computed 2, cached 0, failed 0" in out, err
     assert err.count("stored image(s) were corrupt") == 1 and "warning: 1 stored image(s)" in err
     read_stored_image(results, rel)
     assert rows_by_method(results)["tv"]["psnr"] == before["tv"]["psnr"]
 
 
-def test_figures_and_html_report_survive_a_corrupt_image(monkeypatch, capsys, caplog, tmp_path, results):
+def test_figures_and_html_report_survive_a_corrupt_image(monkeypatch, capsys, caplog, tmp_path, results, run_cli):
     rel = rows_by_method(results)["tv"]["output_path"]
     flip_bytes(results / rel)
-    code, out, err = run_cli(monkeypatch, capsys, "figures", "--out", tmp_path / "figs", "--results-dir", results)
+    code, out, err = run_cli("figures", "--out", tmp_path / "figs", "--results-dir", results)
     assert code == 0, err
     notes = [line for line in err.splitlines() if "corrupt" in line]
     assert len(notes) == 1 and f"{rel}' is corrupt" in notes[0] and "run `bench run` again" in notes[0], err
     assert (tmp_path / "figs" / "grid_builtin_smoke_noise_astronaut.png").stat().st_size > 1000
     with caplog.at_level(logging.WARNING):
-        code, out, err = run_cli(monkeypatch, capsys, "report", "--format", "html", "--out", tmp_path / "r.html",
+        code, out, err = run_cli("report", "--format", "html", "--out", tmp_path / "r.html",
                                  "--results-dir", results)
     assert code == 0, err
     assert f"{rel}' is corrupt" in caplog.text + err and "Traceback" not in err

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,6 +28,7 @@ from bench.physics.operator import TASKS, Observation, Operator, Tensor, quantiz
 
 __all__ = [
     "TASKS",
+    "Budget",
     "Degradation",
     "Method",
     "Observation",
@@ -62,9 +63,12 @@ class RestoreContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = False
     trace: dict[str, list[float]] = field(default_factory=dict)
+    steps: int = 0  # iterations asked for through :meth:`iterations`: the budget a cell used (see :class:`Budget`)
 
     def iterations(self, n: int, desc: str = "iter") -> Iterator[int]:
-        """``range(n)`` with a nested progress bar when progress is enabled."""
+        """``range(n)`` with a nested progress bar when progress is enabled. ``n`` counts as budget used (a
+        method that stops early by its own criterion still had the budget ``n``)."""
+        self.steps += n
         if not self.progress:
             return iter(range(n))
         from tqdm.auto import tqdm
@@ -79,6 +83,45 @@ class RestoreContext:
         """Standard normal draw from the cell's generator (on CPU, then moved)."""
         out = torch.randn(*shape, generator=self.generator)
         return out.to(like.device if like is not None else self.device)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A method's reference compute budget (the published one): the parameter that holds it and its value.
+
+    ``value`` is a count, or ``{task: count}`` where it depends on the task (keys: tasks of
+    :data:`TASKS`; ``sr8`` etc. for one super-resolution factor, looked up before ``sr``).
+    ``scale`` names the parameter that scales the reference when ``param`` is 0 ("auto"), as
+    DIP's ``iteration_scale``. The harness records the fraction of the reference a cell used
+    (the iterations asked for through :meth:`RestoreContext.iterations`) and reports mark cells below it.
+
+    Example:
+        >>> b = Budget("iterations", {"noise": 3000, "sr": 2000, "sr8": 4000}, scale="iteration_scale")
+        >>> b.reference("sr", 8), b.reference("sr", 4), b.reference("blur")
+        (4000, 2000, None)
+        >>> b.planned({"iterations": 0, "iteration_scale": 0.1}, 3000), b.planned({"iterations": 5}, 3000)
+        (300, 5)
+    """
+
+    param: str
+    value: int | Mapping[str, int]
+    unit: str = "iterations"
+    source: str = ""
+    scale: str = ""
+
+    def reference(self, task: str, factor: Any = None) -> int | None:
+        """The reference count for ``task`` (and sr ``factor``); None where none is declared."""
+        if not isinstance(self.value, Mapping):
+            return int(self.value)
+        found = self.value.get(f"{task}{factor}") if factor is not None else None
+        return found if found is not None else self.value.get(task)
+
+    def planned(self, params: Mapping[str, Any], reference: int) -> int | None:
+        """The count ``params`` ask for: the parameter's value, or (0 = auto) ``reference`` × ``scale``."""
+        value = params.get(self.param)
+        if self.scale and not value and params.get(self.scale) is not None:
+            return max(1, round(reference * float(params[self.scale])))
+        return None if value is None else int(value)
 
 
 @dataclass
@@ -188,7 +231,8 @@ class Method(Plugin):
 
     ``profiles`` maps a profile name to parameter values (typically iteration
     budgets); the effective parameters are the dataclass defaults, updated by
-    the profile, updated by the user's ``--set`` overrides.
+    the profile, updated by the user's ``--set`` overrides. An iterative method
+    declares its published budget as ``reference_budget`` (a :class:`Budget`).
 
     Example:
         >>> import torch
@@ -203,6 +247,7 @@ class Method(Plugin):
 
     kind: ClassVar[str] = "method"
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    reference_budget: ClassVar[Budget | None] = None  # the published budget, where the method has one
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         raise NotImplementedError

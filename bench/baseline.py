@@ -1,15 +1,13 @@
 """Metric baselines and regression checks: ``bench baseline save`` and ``bench check``.
 
-A baseline is a JSON file with the mean (over images and seeds) and count of
-every metric per (method, degradation) of one dataset and profile, plus the
-metadata needed to judge a comparison: the dataset's content hash and image
-digests, seeds, parameters and code versions, package and torch versions.
-Both use the rows :func:`bench.selection.select` shows (current code, one result
-per cell; a cell still ambiguous makes ``baseline save`` fail). A check restricts
-the store to the baseline's dataset, profile, images and seeds, pairs each baseline
-method and degradation with the stored setting of the same plugin and parameters
-(else the only one left), and compares the means direction-aware (LPIPS: lower is
-better) with per-metric tolerances.
+A baseline is a JSON file with the mean (over images and seeds) and count of every metric per (method,
+degradation) of one dataset and profile, plus the metadata needed to judge a comparison: the dataset's content
+hash and image digests, seeds, parameters and code versions, package and torch versions, and the cells whose
+method does not apply ("n/a", with the reason). Both use the rows :func:`bench.selection.select` shows (current
+code, one result per cell; a cell still ambiguous makes ``baseline save`` fail). A check restricts the store to
+the baseline's dataset, profile, images and seeds, pairs each baseline method and degradation with the stored
+setting of the same plugin and parameters (else the only one left), and compares the means direction-aware
+(LPIPS: lower is better) with per-metric tolerances; a cell n/a both times passes (verdict ``n/a``).
 
 Example:
     >>> import pandas as pd
@@ -42,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from bench import __version__
+from bench.annotations import NA, na_map
 from bench.errors import BenchError, UsageError
 from bench.metric_specs import METRIC_NAMES, default_tolerances, spec
 from bench.params import suggest
@@ -111,12 +110,9 @@ class CheckResult:
 
 
 def _num(value: Any) -> float | None:
-    """A finite float, or None for missing/NaN."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
+    """A finite float, or None for missing/NaN (or not a number)."""
+    out = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]
+    return float(out) if pd.notna(out) and math.isfinite(out) else None
 
 
 def dataset_hash(digests: list[str]) -> str:
@@ -170,7 +166,8 @@ def _version(package: str) -> str:
 def make_baseline(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
                   dataset: str | None = None, profile: str | None = None, all_versions: bool = False) -> Baseline:
     """Aggregate the ok cells of exactly one (dataset, profile), as the report shows them (current code and
-    images; ``all_versions``: older code versions too, labelled), into a :class:`Baseline`."""
+    images; ``all_versions``: older code versions too, labelled), into a :class:`Baseline`. Cells whose method
+    does not apply are listed in the metadata (``not_applicable``) with their reason."""
     shown = select(select_rows(df, dataset=dataset, profile=profile), all_versions, replaced_images=False)
     rows = select_rows(shown.rows, methods, degradations, status="ok")
     if rows.empty:
@@ -196,6 +193,7 @@ def make_baseline(df: pd.DataFrame, methods: list[str] | None = None, degradatio
         "bench_version": __version__,
         "torch_version": _version("torch"),
         "created": time.strftime("%Y-%m-%d"),
+        "not_applicable": na_map(select_rows(shown.rows, methods, degradations, *combos[0], status=NA)),
     }
     return Baseline(metadata=meta, cells=aggregate(rows))
 
@@ -316,8 +314,9 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
     """Compare the store's rows with ``baseline`` (restricted to its dataset, profile, images, seeds and cells)."""
     meta = baseline.metadata
     same_data = select_rows(df, dataset=meta["dataset"], profile=meta["profile"], seeds=meta.get("seeds"))
-    methods = sorted(baseline.cells)
-    degradations = sorted({d for by_deg in baseline.cells.values() for d in by_deg})
+    not_applicable = meta.get("not_applicable") or {}  # {method: {degradation: reason}}, n/a in the baseline
+    methods = sorted(set(baseline.cells) | set(not_applicable))
+    degradations = sorted({d for cells in (baseline.cells, not_applicable) for by_deg in cells.values() for d in by_deg})
     versions = current_versions(same_data)
     digests = set((meta.get("images") or {}).values())
     found = set(select(same_data, versions=versions).rows.get("image_digest", []))
@@ -342,10 +341,17 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
                        degradation_label=rows["degradation_label"].map(pairs["degradation"]))
     current = aggregate(rows) if len(rows) else {}
     present = set(zip(rows["method_label"], rows["degradation_label"]))
+    na_now = na_map(select_rows(shown.rows, list(pairs["method"]), list(pairs["degradation"]), status=NA,
+                                labels_only=True), pairs["method"], pairs["degradation"])
     notes += _param_notes(baseline, rows)
     deltas = []
+    for method, by_degradation in sorted(not_applicable.items()):  # n/a both times is fine; now computed is new
+        for degradation, reason in sorted(by_degradation.items()):
+            now = na_now.get(method, {}).get(degradation)
+            verdict = NA if now else ("NEW" if strict else "new") if (method, degradation) in present else "MISSING"
+            deltas.append(Delta(method, degradation, NA, None, None, verdict, "" if now else f"was n/a: {reason}"))
     for method in methods:
-        for degradation, by_metric in sorted(baseline.cells[method].items()):
+        for degradation, by_metric in sorted(baseline.cells.get(method, {}).items()):
             now = current.get(method, {}).get(degradation, {})
             for metric in METRIC_NAMES:
                 if metric not in by_metric:
@@ -358,7 +364,8 @@ def compare(baseline: Baseline, df: pd.DataFrame, tolerances: dict[str, float], 
                                        tolerances.get(metric, 0.0), strict)
                 else:
                     verdict = "MISSING"
-                note = f"{cur['count']} of {base.get('count')} values" if verdict == "INCOMPLETE" else ""
+                note = f"{cur['count']} of {base.get('count')} values" if verdict == "INCOMPLETE" else \
+                    f"now n/a: {na_now[method][degradation]}" if degradation in na_now.get(method, {}) else ""
                 deltas.append(Delta(method, degradation, metric, b, c, verdict, note))
     return CheckResult(deltas=deltas, notes=notes, tolerances=tolerances)
 

@@ -23,11 +23,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import math
 import operator
+import os
+import platform
 import resource
 import time
 import traceback
@@ -48,6 +51,7 @@ from bench.errors import ParameterError
 from bench.metrics import MetricSuite, psnr
 from bench.params import build_params, expand_grid, params_to_dict
 from bench.registry import lookup
+from bench.solvers.applicability import NotApplicable
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +215,9 @@ def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, i
 
 def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str = "cpu",
                  progress: bool = False) -> dict[str, Any]:
-    """Restore one cell and score it. Returns the row (status 'ok' or 'failed'); never raises
-    for method errors. The clean image is used only here, for the metrics, after restoring."""
+    """Restore one cell and score it. Returns the row (status 'ok', 'failed', or 'n/a' when the method
+    declares the task outside its scope, :class:`NotApplicable`); never raises for method errors. The
+    clean image is used only here, for the metrics, after restoring."""
     method: Method = cell.method.plugin
     # Every draw follows from the cell's key (never from display labels or file names): same key, same result.
     ctx = RestoreContext(
@@ -239,12 +244,16 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         clean = to_tensor(cell.image.image)
         scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0))
         row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores),
-                   metric_impl=metrics.implementations(scores))
+                   metric_impl=metrics.implementations(scores), **cell_budget(cell, ctx.steps))
         row["_restored"] = restored
+    except NotApplicable as err:  # by design, not a failure: stored, shown as "n/a", never retried
+        row.update(status="n/a", error=str(err), seconds=time.perf_counter() - start, budget_fraction=None,
+                   budget=None)
     except Exception as err:  # the cell fails; the run goes on
         row.update(status="failed", error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
         log.debug("cell failed:\n%s", traceback.format_exc())
     row["peak_memory_mb"] = peak_memory_mb(device)
+    row["hardware"] = hardware(str(device))
     return row
 
 
@@ -281,6 +290,27 @@ def clean_scores(scores: dict[str, float]) -> dict[str, float | None]:
     return {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in scores.items()}
 
 
+@functools.cache
+def hardware(device: str = "cpu") -> str:
+    """What computes on ``device``, without the host's name: the GPU (CUDA) and the CPU model and thread count.
+
+    >>> hardware("cpu").startswith("CPU ")
+    True
+    """
+    cpu = platform.processor() or platform.machine() or "unknown"
+    try:  # Linux names the model here (platform.processor() is often just "x86_64")
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"CPU {cpu} ({os.cpu_count()} threads)"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text = f"GPU {torch.cuda.get_device_name(torch.device(device))}, {text}"
+    elif device.startswith(("mps", "xpu")):
+        text = f"{device}, {text}"
+    return text
+
+
 def peak_memory_mb(device: str) -> float:
     """Peak resident memory of this process (CPU) or peak allocated CUDA memory, in MB."""
     if str(device).startswith("cuda") and torch.cuda.is_available():
@@ -310,7 +340,28 @@ def base_row(cell: Cell) -> dict[str, Any]:
         "profile": cell.profile,
         "bench_version": __version__,
         "torch_version": torch.__version__,
+        **cell_budget(cell),
     }
+
+
+def cell_budget(cell: Cell, steps: int = 0) -> dict[str, Any]:
+    """The ``budget_fraction`` and ``budget`` (JSON: used, reference, unit, source) columns of a cell: the share
+    of its method's reference budget (:class:`bench.api.Budget`) it uses. ``steps`` are those counted while it
+    ran; before that (0), what its parameters ask for. None where the method declares no budget for the task.
+
+    >>> m = PluginInstance("method", "identity", None, {}, "identity", "v1")
+    >>> d = PluginInstance("degradation", "noise", None, {}, "noise", "v2")
+    >>> cell_budget(Cell.make(m, d, ImageItem("x", np.zeros((4, 4, 3), np.float32)), 0, "smoke", "demo"))
+    {'budget_fraction': None, 'budget': None}
+    """
+    budget = getattr(type(cell.method.plugin), "reference_budget", None)
+    task = getattr(cell.degradation.plugin, "task", "")
+    reference = budget.reference(task, cell.degradation.params.get("factor")) if budget is not None else None
+    used = (steps or budget.planned(cell.method.params, reference)) if reference else None
+    if used is None:
+        return {"budget_fraction": None, "budget": None}
+    info = {"used": used, "reference": reference, "unit": budget.unit, "source": budget.source}
+    return {"budget_fraction": used / reference, "budget": json.dumps(info, sort_keys=True)}
 
 
 def failed_row(cell: Cell, reason: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import torch
 
 from bench.errors import CheckpointError
@@ -72,6 +73,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(payload).__name__}, expected a dict.")
     return payload
+
+
+def to_primitive(value: Any) -> Any:
+    """``value`` as plain dicts, lists, str, int, float, bool and None (what ``weights_only`` loads).
+
+    Example:
+        >>> import numpy as np
+        >>> to_primitive({"a": (np.int64(1), np.float32(0.5)), 2: Path("p")})
+        {'a': [1, 0.5], '2': 'p'}
+    """
+    if isinstance(value, dict):
+        return {str(k): to_primitive(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_primitive(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return str(value)  # str subclasses (torch.__version__), paths
 
 
 def sha256_file(path: str | os.PathLike) -> str:

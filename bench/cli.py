@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from bench.config import check_filters
+from bench.bundle_cli import export_command, import_command, provenance_command, provenance_notes
+from bench.config import check_filters, show_warnings_as_lines
 from bench.errors import BenchError
 from bench.metric_specs import default_tolerances
 from bench.rescore import rescore_command
@@ -42,6 +43,7 @@ def cli(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", module="torchvision")
+    show_warnings_as_lines()  # `warning: MESSAGE`, never Python's file:line and source echo
 
 
 @cli.command()
@@ -66,19 +68,14 @@ def cli(verbose: int) -> None:
 @click.option("--gpus-per-cell", type=float, help="Dask resource GPU per cell; workers need --resources GPU=N.")
 def run(**options: Any) -> None:
     """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
-    from bench.config import run_config_from_options
-    from bench.runner import parse_overrides, run_grid
-    from bench.store import Store
+    from bench.config import parse_overrides, run_config_from_options
+    from bench.keycache import cached_run, remember_run, run_table
 
     # Everything is validated here, before any image is read or any cell computed (bench.config is the schema).
     run_config = run_config_from_options(options, parse_overrides(options["sets"]))
-    summary = run_grid(run_config)
-    store = Store(run_config.results_dir)
-    df = store.dataframe()
-    store.close()
-    from bench.report import render
-
-    click.echo(render(df[df["key"].isin(summary.keys)], "markdown"))
+    # all cells cached and their keys remembered: no torch, no plugins, no images read (bench/keycache.py)
+    summary = cached_run(run_config) or remember_run(run_config)
+    click.echo(run_table(run_config, summary))
     for error in summary.errors[:10]:
         click.echo(f"failed: {error}", err=True)
     if summary.corrupt:
@@ -117,6 +114,8 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
 
         colors = store_colors(df, all_versions)  # from the whole store: the same colours as `bench figures`
     df = _shown(_filter(df, dataset, profile), all_versions)
+    for note in provenance_notes(results_dir, df, methods_wanted, degradations_wanted):  # imported cells
+        click.echo(f"note: {note}", err=True)
     text = render(df, fmt, per_image=per_image or fmt == "html", methods=methods_wanted,
                   degradations=degradations_wanted, ci=ci, figures_root=results_dir if colors else None,
                   colors=colors)
@@ -132,16 +131,15 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
 def list_cmd() -> None:
     """Methods, degradations, datasets and profiles with their parameters and defaults."""
     from bench.datasets import DATASET_HELP
-    from bench.params import describe_fields
     from bench.profiles import PROFILES
-    from bench.registry import available
+    from bench.registry import available, describe_parameters
 
     for kind, title in (("method", "Methods"), ("degradation", "Degradations")):
         click.echo(f"{title}:")
         for name, cls in available(kind).items():
             click.echo(f"  {name:<12} {cls.summary()}")
-            for field, kind_name, default in describe_fields(cls.Params):
-                click.echo(f"      {field} ({kind_name}) = {default!r}")
+            for line in describe_parameters(cls.Params):
+                click.echo(f"      {line}")
             for profile, values in getattr(cls, "profiles", {}).items():
                 click.echo(f"      profile {profile}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     click.echo("Datasets:")
@@ -336,6 +334,8 @@ def figures(out: str, results_dir: str, methods: str | None, degradations: str |
 
 
 cli.add_command(rescore_command)  # `bench rescore`, defined beside its implementation
+for _command in (export_command, import_command, provenance_command):  # result bundles (bench/bundle_cli.py)
+    cli.add_command(_command)
 
 
 class _Terminated(BaseException):

@@ -34,21 +34,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import re
+import sys
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import BenchError, UnknownNameError, UsageError
+from bench.errors import BenchError, ParameterError, UnknownNameError, UsageError
 from bench.images import MIN_SIZE
-from bench.params import suggest
+from bench.params import split_grid_string, suggest
 from bench.profiles import PROFILES
 
 MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGERs (signed 64-bit); negative seeds break numpy's RNGs
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 EXECUTORS = ("local", "dask")
-DEFAULT_METHODS = ["identity", "tv"]
+DEFAULT_METHODS = ["identity", "tv", "flowprior"]  # the headline: the flow prior against the baselines
 DEFAULT_DEGRADATIONS = ["noise", "jpeg", "multi"]
 
 
@@ -172,7 +176,10 @@ def check_field(f: dataclasses.Field, value: Any, where: str) -> Any:
 
 
 def check_device_name(device: str) -> str:
-    """A device torch can parse, of a type the suite runs on (cpu, cuda[:N], mps, xpu)."""
+    """A device torch can parse, of a type the suite runs on (cpu, cuda[:N], mps, xpu). The usual spellings are
+    recognised without importing torch (a cached run never needs it); anything else is left to torch to parse."""
+    if re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", device):
+        return device
     import torch
 
     try:
@@ -186,6 +193,8 @@ def check_device_name(device: str) -> str:
 
 def check_device_available(device: str) -> None:
     """Fail once, before any cell, when ``device`` is not present on this machine (instead of every cell failing)."""
+    if device.split(":")[0] == "cpu":
+        return
     import torch
 
     parsed = torch.device(device)
@@ -226,7 +235,7 @@ def run_config_from(file_values: Mapping[str, Any], cli_values: Mapping[str, Any
                     sets: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
     """A validated :class:`RunConfig` from a parsed config file and command-line values (field names; ``None``
     means not given; strings are parsed as on the command line), with ``sets`` (parsed ``--set``) added to the
-    file's ``[params]``. Defaults: methods identity,tv; degradations noise,jpeg,multi; device cuda when
+    file's ``[params]``. Defaults: methods identity,tv,flowprior; degradations noise,jpeg,multi; device cuda when
     ``gpus_per_cell`` is set, else cpu."""
     hints = typing.get_type_hints(RunConfig)
     if not isinstance(file_values, Mapping):
@@ -259,6 +268,18 @@ def run_config_from(file_values: Mapping[str, Any], cli_values: Mapping[str, Any
     return RunConfig(**values)
 
 
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``["tv.weight=0.5", "noise.sigma=15,25"]`` -> ``{"tv": {"weight": "0.5"}, "noise": {"sigma": [...]}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ParameterError(f"--set '{item}' must look like NAME.PARAM=VALUE, e.g. --set tv.weight=0.5")
+        target, value = item.split("=", 1)
+        name, param = target.split(".", 1)
+        out.setdefault(name.strip(), {})[param.strip()] = split_grid_string(value)
+    return out
+
+
 def load_config_file(path: str | None) -> dict[str, Any]:
     """The parsed TOML file ``path`` (``{}`` for none); an unreadable or invalid file is a :class:`UsageError`."""
     if not path:
@@ -283,8 +304,6 @@ CLI_FIELDS = ("methods", "degradations", "dataset", "data_root", "limit", "crop"
 def run_config_from_options(options: Mapping[str, Any], sets: Mapping[str, Mapping[str, Any]]) -> RunConfig:
     """``bench run``'s click options (``config_path``, ``no_lpips`` and the :data:`CLI_FIELDS`) and its parsed
     ``--set`` values as a validated :class:`RunConfig`; progress bars default to on when stderr is a terminal."""
-    import sys
-
     path = options.get("config_path")
     file_values = load_config_file(path)
     given = {name: options.get(name) for name in CLI_FIELDS}
@@ -292,6 +311,28 @@ def run_config_from_options(options: Mapping[str, Any], sets: Mapping[str, Mappi
     if given["progress"] is None and "progress" not in file_values:
         given["progress"] = sys.stderr.isatty()
     return run_config_from(file_values, given, source=f"config '{path}'", sets=sets)
+
+
+def show_warnings_as_lines() -> None:
+    """Python warnings as one line on stderr, ``warning: MESSAGE``, without the file and source line Python echoes
+    (the command line's and its workers' setting; the Python API keeps Python's format).
+
+    >>> show_warnings_as_lines(); warnings.warn("LPIPS is missing")  # doctest: +SKIP
+    warning: LPIPS is missing
+    """
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = f"warning: {' '.join(str(message).split())}"
+        # progress bars on the terminal (main process only): clear them, print, redraw them. Never in a worker:
+        # tqdm.write takes a multiprocessing lock, which a killed worker would leak (a resource_tracker warning)
+        bars = sys.modules.get("tqdm") if multiprocessing.parent_process() is None else None
+        try:
+            bars.tqdm.write(text, file=file or sys.stderr) if bars else print(text, file=file or sys.stderr)
+        except (OSError, ValueError):  # stderr closed: nothing to tell
+            pass
+
+    warnings.showwarning = show
 
 
 def check_filters(df: Any, methods: list[str], degradations: list[str], dataset: str | None = None,

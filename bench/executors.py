@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from bench.cells import Cell, execute_cell, failed_row
+from bench.config import show_warnings_as_lines
 from bench.errors import BenchError
 from bench.images import read_png
 from bench.metrics import MetricSuite
@@ -48,6 +49,9 @@ _WORKER: dict[str, Any] = {}
 
 def threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_metrics(lpips: bool, device: str) -> Any:
@@ -97,6 +101,7 @@ def die_with_parent(parent_pid: int, use_prctl: bool | None = None, interval: fl
 
 def _init_worker(images: dict[str, Any], threads: int, parent_pid: int) -> None:
     die_with_parent(parent_pid)
+    show_warnings_as_lines()  # like the parent: one `warning:` line, no source echo
     # Ctrl-C reaches the whole process group: the parent alone decides (it keeps completed cells and kills us).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -132,6 +137,9 @@ class SerialExecutor:
         self.store = store
 
     def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        # The thread count is never adapted to the machine's load: results of fits (DIP, the flow prior)
+        # depend on it (reductions split across threads), and the same key must give the same numbers.
+        # torch's default or OMP_NUM_THREADS decides; on a busy machine set OMP_NUM_THREADS=1 (README).
         metrics = MetricSuite(lpips=self.config.lpips, device=self.config.device)
         last_key, last_y = None, None  # cells come grouped by observation: read each one once
         for cell in cells:

@@ -6,8 +6,11 @@
   clean image: it is reloaded from the dataset spec with the profile's crop and
   matched by image id and content digest; if that fails the clean panel is
   skipped with a note;
-* per-image PSNR distributions per degradation (box + strip plot per method);
-* convergence curves of the methods' stored traces (loss vs iteration).
+* per-image PSNR distributions per degradation and convergence curves of the stored
+  traces (:mod:`bench.plots`).
+
+A method that does not apply to a task (status "n/a") gets a labelled empty panel; one
+that ran below its reference budget has the share in its panel's corner text.
 
 Each method keeps one colour in every figure: the sorted method names of the
 whole store mapped onto tab10 (tab20 beyond 10 methods).
@@ -18,17 +21,17 @@ Example:
     (['identity', 'tv'], True)
     >>> parse_zoom("8,8,16,16")
     (8, 8, 16, 16)
+    >>> print(outcome_text(pd.Series({"status": "n/a", "error": "bm3d does not apply to the task 'sr': no sr scheme"})))
+    n/a
+    no sr scheme
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
-import math
-import re
-from dataclasses import dataclass, field
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +39,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
+from bench.annotations import NA, is_below, percent
 from bench.errors import BenchError, UsageError
 from bench.metric_specs import spec
+from bench.plots import Color, NamedFigure, convergence_figure, distribution_figure, method_order, slug
 from bench.selection import current_rows, select_rows
 from bench.store import stored_image
 
 log = logging.getLogger(__name__)
 
-Color = tuple[float, float, float, float]
 Zoom = tuple[int, int, int, int]
-
-
-@dataclass
-class NamedFigure:
-    """A figure with a file stem, a title and (for grids) the panel names in order.
-
-    >>> NamedFigure("grid", "Grid", Figure()).panels
-    []
-    """
-
-    name: str
-    title: str
-    figure: Figure
-    panels: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+__all__ = ["CleanImages", "NamedFigure", "build_figures", "comparison_grid", "method_colors", "parse_zoom", "slug"]
 
 
 def method_colors(methods: Any) -> dict[str, Color]:
@@ -90,17 +80,6 @@ def parse_zoom(text: str | None) -> Zoom | None:
     if x < 0 or y < 0 or w < 1 or h < 1:
         raise UsageError(f"--zoom '{text}': x, y must be >= 0 and w, h >= 1.")
     return x, y, w, h
-
-
-def slug(text: str) -> str:
-    """A file-name-safe short form (``folder:/a/b`` -> ``b``).
-
-    >>> slug("folder:/data/div2k_crops"), slug("noise[sigma=15]")
-    ('div2k_crops', 'noise_sigma_15')
-    """
-    if text.startswith("folder:"):
-        text = Path(text[len("folder:"):].rstrip("/")).name or "folder"
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("._") or "x"
 
 
 # clean images --------------------------------------------------------------------------------------------------
@@ -164,7 +143,7 @@ def _panel(ax: Any, image: np.ndarray | None, title: str, text: str, color: Any,
 
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9, color="black")
+    ax.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9, color="black")  # long grid labels wrap
     for spine in ax.spines.values():
         spine.set_edgecolor(color)
         spine.set_linewidth(3 if color != "black" else 0.8)
@@ -193,11 +172,6 @@ def _metric_text(row: pd.Series, metrics: tuple[str, ...] = ("psnr", "lpips")) -
             s = spec(metric)
             parts.append(f"{s.title} {float(row[metric]):.{s.figure_decimals}f}" + (f" {s.unit}" if s.unit else ""))
     return "\n".join(parts)
-
-
-def _order(methods: list[str]) -> list[str]:
-    """``identity`` (the reference) first, then by name."""
-    return sorted(dict.fromkeys(methods), key=lambda m: (m != "identity", m))
 
 
 def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], clean_images: CleanImages,
@@ -229,9 +203,11 @@ def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], cl
     input_psnr = first.get("input_psnr")
     degraded_text = _metric_text(pd.Series({"psnr": input_psnr}), ("psnr",))
     panels.append((f"degraded ({degradation})", degraded, degraded_text, "black"))
-    for method in _order(list(by_method)):
+    for method in method_order(list(by_method)):
         row = by_method[method]
-        text = _metric_text(row) if row["status"] == "ok" else f"failed: {str(row['error'])[:40]}"
+        text = _metric_text(row) if row["status"] == "ok" else outcome_text(row)
+        if row["status"] == "ok" and is_below(row.get("budget_fraction")):  # below the reference budget
+            text += f"\n{percent(float(row['budget_fraction']))} of budget"
         panels.append((method, outputs[method], text, colors.get(method, "black")))
     fig = Figure(figsize=(2.3 * len(panels), 2.75 if not notes else 2.95), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -245,100 +221,13 @@ def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], cl
     return NamedFigure(name, title, fig, panels=[p[0] for p in panels], notes=notes)
 
 
-# distributions and convergence ---------------------------------------------------------------------------------
-def _grid_axes(n: int, width: float = 3.6, height: float = 3.0) -> tuple[Figure, list[Any]]:
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:n]
-
-
-def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str = "psnr") -> NamedFigure | None:
-    """Per-image values of ``metric`` per method (box + jittered points), one panel per degradation."""
-    ok = select_rows(df, status="ok").copy()
-    ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
-    ok = ok.dropna(subset=[metric])
-    if ok.empty:
-        return None
-    first = ok.iloc[0]
-    degradations = list(dict.fromkeys(ok["degradation_label"]))
-    methods = _order(list(ok["method_label"].astype(str)))
-    fig, axes = _grid_axes(len(degradations), width=max(3.0, 0.7 * len(methods) + 1.2))
-    rng = np.random.default_rng(0)  # fixed jitter: identical figures for identical results
-    for ax, degradation in zip(axes, degradations):
-        sub = ok[ok["degradation_label"] == degradation]
-        data = [sub.loc[sub["method_label"] == m, metric].to_numpy(dtype=float) for m in methods]
-        positions = [i for i, d in enumerate(data) if len(d)]
-        box = ax.boxplot([data[i] for i in positions], positions=positions, widths=0.6, patch_artist=True,
-                         showfliers=False)
-        for patch, i in zip(box["boxes"], positions):
-            patch.set_facecolor((*colors.get(methods[i], (0.5, 0.5, 0.5, 1))[:3], 0.25))
-        for i, values in enumerate(data):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=12, color=colors.get(methods[i]),
-                       zorder=3, edgecolor="none")
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(degradation, fontsize=10)
-        ax.set_ylabel(spec(metric).axis_label)
-        ax.grid(axis="y", alpha=0.3)
-    title = f"Per-image {spec(metric).title} · {slug(str(first['dataset']))} · {first['profile']}"
-    fig.suptitle(title, fontsize=11)
-    return NamedFigure(f"{metric}_per_image_{slug(str(first['dataset']))}_{first['profile']}", title, fig)
-
-
-def _trace(text: Any) -> dict[str, list[float]]:
-    if not isinstance(text, str) or not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return {}
-    return {str(k): list(v) for k, v in data.items() if isinstance(v, list) and len(v) > 1} if isinstance(data, dict) \
-        else {}
-
-
-def convergence_figure(df: pd.DataFrame, colors: dict[str, Color]) -> NamedFigure | None:
-    """Stored traces vs iteration (``loss`` preferred): one panel per method (losses of different methods
-    have unrelated scales), one line per cell, line style per degradation."""
-    from matplotlib.lines import Line2D
-
-    ok = select_rows(df, status="ok")
-    curves: list[tuple[str, str, str, list[float]]] = []
-    for _, row in ok.iterrows():
-        trace = _trace(row.get("trace"))
-        if trace:
-            key = "loss" if "loss" in trace else sorted(trace)[0]
-            curves.append((str(row["method_label"]), str(row["degradation_label"]), key, trace[key]))
-    if not curves:
-        return None
-    first = ok.iloc[0]
-    methods = _order([c[0] for c in curves])
-    degradations = list(dict.fromkeys(c[1] for c in curves))
-    styles = {d: ["-", "--", ":", "-."][i % 4] for i, d in enumerate(degradations)}
-    fig, axes = _grid_axes(len(methods), width=3.4, height=2.8)
-    for ax, method in zip(axes, methods):
-        mine = [c for c in curves if c[0] == method]
-        values = np.concatenate([np.asarray(c[3], dtype=float) for c in mine])
-        values = values[np.isfinite(values)]
-        for _, degradation, _, trace in mine:
-            ax.plot(np.arange(1, len(trace) + 1), trace, color=colors.get(method), alpha=0.8, linewidth=1,
-                    linestyle=styles[degradation])
-        if len(values) and np.all(values > 0):
-            ax.set_yscale("log")
-        elif np.any(values != 0):
-            # NLL-type losses can be negative: symmetric log, linear only around the smallest magnitudes.
-            ax.set_yscale("symlog", linthresh=float(np.quantile(np.abs(values[values != 0]), 0.1)))
-        ax.set_title(method, fontsize=10, color=colors.get(method))
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(" / ".join(sorted({c[2] for c in mine})))
-        ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color="black", linestyle=styles[d], label=d) for d in degradations]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
-    title = f"Convergence · {slug(str(first['dataset']))} · {first['profile']}"
-    fig.suptitle(title, fontsize=11)
-    return NamedFigure(f"convergence_{slug(str(first['dataset']))}_{first['profile']}", title, fig)
+def outcome_text(row: pd.Series) -> str:
+    """The text of a panel without an image: "n/a" and why (the method does not apply), or "failed" and why."""
+    error = str(row.get("error") or "")
+    if row.get("status") == NA:
+        reason = error.split(": ", 1)[1] if ": " in error else error
+        return "\n".join([NA, *textwrap.wrap(reason, 24, max_lines=3, placeholder=" …")])
+    return "\n".join(["failed", *textwrap.wrap(error, 24, max_lines=3, placeholder=" …")])
 
 
 # all figures ----------------------------------------------------------------------------------------------------

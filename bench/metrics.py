@@ -16,7 +16,12 @@ IQA-PyTorch's defaults, within 0.005 for every metric and pair):
 * LPIPS: the ``lpips`` package, AlexNet backbone, linear layers v0.1, inputs
   scaled to [-1, 1]. The backbone comes from ``$BENCH_LPIPS_ALEXNET`` (a
   ``features.*`` state dict, loaded with ``weights_only=True``), else from the
-  torch hub download; with neither, LPIPS is ``NaN`` with one warning.
+  torch hub cache (downloaded there once, nothing printed on stdout); with
+  neither, LPIPS is ``NaN`` with one warning line naming the fix. The
+  reference image's features are kept between calls (cells of one image share
+  them), which halves the cost without changing a value.
+* All four run with one torch thread (:func:`intra_op_threads`): fast on free
+  cores and still fast when another process keeps a core busy.
 
 Each value is stored with the implementation that produced it
 (:meth:`MetricSuite.implementations`, the ``metric_impl`` column), e.g.
@@ -33,12 +38,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -78,25 +86,59 @@ def luma(x: Tensor) -> Tensor:
 
 def ssim(ref: Tensor, dist: Tensor) -> float:
     """SSIM on luma (see module conventions)."""
+    _check(ref, dist)
+    return ssim_of_luma(luma(ref), luma(dist))
+
+
+def ssim_of_luma(ref_y: Tensor, dist_y: Tensor) -> float:
+    """SSIM of two luma images from :func:`luma` (what :func:`ssim` computes after converting)."""
     from pytorch_msssim import ssim as _ssim
 
-    _check(ref, dist)
-    return float(_ssim(luma(ref), luma(dist), data_range=255.0, size_average=True))
+    return float(_ssim(ref_y, dist_y, data_range=255.0, size_average=True))
 
 
 def ms_ssim(ref: Tensor, dist: Tensor) -> float:
     """MS-SSIM on luma; ``NaN`` for images with a side under 161 px."""
+    _check(ref, dist)
+    return ms_ssim_of_luma(luma(ref), luma(dist))
+
+
+def ms_ssim_of_luma(ref_y: Tensor, dist_y: Tensor) -> float:
+    """MS-SSIM of two luma images from :func:`luma`; ``NaN`` (with one warning) when a side is under 161 px."""
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    _check(ref, dist)
-    if min(ref.shape[-2:]) < MS_SSIM_MIN_SIDE:
+    if min(ref_y.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        height, width = ref_y.shape[-2:]
         _warn_once(
             "ms_ssim-small",
-            f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE} px per side (5 scales, 11-px window); "
-            "smaller images get no MS-SSIM (reported as missing).",
+            f"MS-SSIM is missing for images under {MS_SSIM_MIN_SIDE} px per side (5 scales of an 11-px window); "
+            f"these are {width}×{height} px (use --crop {MS_SSIM_MIN_SIDE} or more for MS-SSIM).",
         )
         return math.nan
-    return float(_ms_ssim(luma(ref), luma(dist), data_range=255.0, size_average=True))
+    return float(_ms_ssim(ref_y, dist_y, data_range=255.0, size_average=True))
+
+
+@contextmanager
+def intra_op_threads(count: int = 1) -> Iterator[None]:
+    """Run torch with ``count`` intra-op threads inside the block, then restore the previous setting.
+
+    Metrics of one image pair are small: extra threads gain little on free cores, and when another process
+    keeps a core busy every parallel region waits for a descheduled thread (measured on 2 cores with one
+    busy: all four metrics 10× slower with 2 threads than with 1).
+
+    >>> with intra_op_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    previous = torch.get_num_threads()
+    if previous == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 _warned: set[str] = set()
@@ -108,27 +150,45 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
+def _missing(key: str, why: str) -> None:
+    _warn_once(key, f"LPIPS is missing: {why}; set {LPIPS_ENV} to a local AlexNet state dict (README: Offline "
+                    "weights) or pass --no-lpips. LPIPS is recorded as missing.")
+
+
+def _load_weights(path: Path | str) -> dict[str, Tensor] | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a state dict, pickled code: LPIPS only, never the run
+        _missing("lpips-load", f"cannot load {path} ({type(err).__name__})")
+        return None
+
+
 def _alexnet_state() -> dict[str, Tensor] | None:
     path = os.environ.get(LPIPS_ENV)
     if path:
         if not Path(path).is_file():
-            _warn_once("lpips-env", f"{LPIPS_ENV}={path} is not a file; LPIPS is recorded as missing.")
+            _missing("lpips-env", f"{LPIPS_ENV}={path} is not a file")
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load_weights(path)
     else:
-        try:
-            state = torch.hub.load_state_dict_from_url(ALEXNET_URL, map_location="cpu", progress=False, weights_only=True)
-        except Exception as err:  # offline, proxy, corrupt cache: never crash a run over LPIPS
-            _warn_once(
-                "lpips-download",
-                f"LPIPS disabled: the AlexNet backbone could not be downloaded ({type(err).__name__}). "
-                f"Set {LPIPS_ENV} to a local AlexNet features state dict "
-                "(e.g. ../shared/weights/alexnet_features.pth). LPIPS is recorded as missing.",
-            )
-            return None
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_URL.rsplit("/", 1)[-1]
+        if cached.is_file():
+            state = _load_weights(cached)
+        else:
+            log.info("LPIPS: downloading the AlexNet backbone from %s to %s", ALEXNET_URL, cached)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # torch hub prints "Downloading: ..." on stdout
+                    state = torch.hub.load_state_dict_from_url(ALEXNET_URL, map_location="cpu", progress=False,
+                                                               weights_only=True)
+            except Exception as err:  # offline, proxy, corrupt cache: never crash a run over LPIPS
+                _missing("lpips-download", f"the AlexNet backbone is not in the torch hub cache and could not be "
+                                           f"downloaded ({type(err).__name__})")
+                return None
+    if state is None:
+        return None
     features = {k: v for k, v in state.items() if k.startswith("features.")}
     if not features:
-        _warn_once("lpips-keys", f"{path or ALEXNET_URL} has no 'features.*' keys; LPIPS is recorded as missing.")
+        _missing("lpips-keys", f"{path or cached} has no 'features.*' keys")
         return None
     return features
 
@@ -149,6 +209,7 @@ class LpipsMetric:
         self._model = None
         self._tried = False
         self.backbone_digest = ""  # sha256 prefix of the AlexNet features actually loaded
+        self._reference: tuple[Tensor, list[Tensor]] | None = None  # the last reference image and its features
 
     def _load(self) -> None:
         self._tried = True
@@ -185,12 +246,33 @@ class LpipsMetric:
         return f"lpips {_package_version('lpips')} alex v0.1 features:{self.backbone_digest} {self.device.type}"
 
     def __call__(self, ref: Tensor, dist: Tensor) -> float:
+        """LPIPS of ``dist`` against ``ref``: ``lpips.LPIPS.forward(dist, ref)`` step by step (the same operations,
+        so the same value), with the reference's features kept for the next pair: cells of one image share it."""
         _check(ref, dist)
         if not self.available:
             return math.nan
+        import lpips
+
+        model = self._model
         with torch.no_grad():
-            value = self._model(dist.float().to(self.device) * 2 - 1, ref.float().to(self.device) * 2 - 1)
+            if self._reference is None or not _same(self._reference[0], ref):
+                self._reference = (ref.detach().clone(), self._features(ref))
+            ref_features, dist_features = self._reference[1], self._features(dist)
+            value = 0
+            for layer in range(model.L):
+                diff = (dist_features[layer] - ref_features[layer]) ** 2
+                value += lpips.spatial_average(model.lins[layer](diff), keepdim=True)
         return float(value.item())
+
+    def _features(self, x: Tensor) -> list[Tensor]:
+        import lpips
+
+        outs = self._model.net.forward(self._model.scaling_layer(x.float().to(self.device) * 2 - 1))
+        return [lpips.normalize_tensor(outs[layer]) for layer in range(self._model.L)]
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))
 
 
 @cache
@@ -221,9 +303,20 @@ class MetricSuite:
 
     def score(self, ref: Tensor, dist: Tensor, names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:
         """The metrics ``names`` of one pair (NaN: missing or not applicable)."""
-        functions = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim,
+        _check(ref, dist)
+        lumas: list[Tensor] = []  # both SSIMs work on luma: convert once
+
+        def on_luma(metric: Callable[[Tensor, Tensor], float]) -> Callable[[Tensor, Tensor], float]:
+            def run(ref: Tensor, dist: Tensor) -> float:
+                if not lumas:
+                    lumas.extend((luma(ref), luma(dist)))
+                return metric(*lumas)
+            return run
+
+        functions = {"psnr": psnr, "ssim": on_luma(ssim_of_luma), "ms_ssim": on_luma(ms_ssim_of_luma),
                      "lpips": self.lpips if self.lpips is not None else lambda ref, dist: math.nan}
-        return {name: functions[name](ref, dist) for name in names}
+        with intra_op_threads(1):
+            return {name: functions[name](ref, dist) for name in names}
 
     def implementations(self, scores: dict[str, float]) -> dict[str, str]:
         """``{metric: implementation}`` for the values of ``scores`` that are not missing."""

@@ -27,8 +27,16 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
+import inspect
+import io
 import logging
+import re
+import textwrap
+import tokenize
+import typing
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -131,3 +139,67 @@ def get_method_class(name: str) -> Any:
 
 def get_degradation_class(name: str) -> Any:
     return lookup("degradation", name)
+
+
+AUTO = re.compile(r"^(?P<sentinel>[^=]*?)\s*=\s*auto\b[:\s]*(?P<what>.*)$")  # "0 = auto: the task's count"
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` at the end of each field line of the dataclass ``cls`` and its dataclass bases.
+
+    >>> from bench.solvers.dip import DipFit
+    >>> field_comments(DipFit)["precision"]
+    '"auto", "float32" or "bfloat16"'
+    """
+    out: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):  # subclasses win
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # defined in a doctest or a REPL
+            continue
+        comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                    for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+        body = ast.parse(source).body[0]
+        for node in getattr(body, "body", []):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments:
+                out[node.target.id] = comments[node.end_lineno]
+    return out
+
+
+def describe_parameters(params: type) -> list[str]:
+    """One line per parameter of a plugin's ``Params``: name, type (the choices of a ``Literal``), default, and
+    its comment; a default that means "decided per run" reads ``auto: WHAT DECIDES IT`` (``[0 means auto]``).
+
+    >>> import typing
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class P:
+    ...     iterations: int = 0
+    ...     net: typing.Literal["auto", "skip"] = "auto"
+    >>> describe_parameters(P)
+    ['iterations (int) = 0', 'net (auto | skip) = auto']
+    """
+    hints = typing.get_type_hints(params)
+    comments = field_comments(params)
+    lines = []
+    for f in dataclasses.fields(params):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        kind = hints[f.name]
+        if typing.get_origin(kind) is typing.Literal:
+            kind_name = " | ".join(map(str, typing.get_args(kind)))
+        else:
+            kind_name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+        comment = comments.get(f.name, "")
+        auto = AUTO.match(comment)
+        if auto and auto["sentinel"]:  # "0 = auto: ..." on a number: the number stands for auto
+            what = auto["what"].strip()
+            what = what[1:-1] if what.startswith("(") and what.endswith(")") else what
+            value = f"auto{': ' + what if what else ''}  [{auto['sentinel']} means auto]"
+        elif default == "auto":
+            what = comment.split(":", 1)[1].strip() if comment.startswith("auto:") else comment
+            value = f"auto{': ' + what if what else ''}"
+        else:
+            value = repr(default) + (f"  # {comment}" if comment else "")
+        lines.append(f"{f.name} ({kind_name}) = {value}")
+    return lines

@@ -1,9 +1,11 @@
 """Table-1 style reports in markdown, LaTeX, CSV and self-contained HTML.
 
 The blocks (rows = degradation × metric, columns = methods, means over images and
-seeds, missing cells as "–", best per row in bold) come from :mod:`bench.tables`;
-this module renders them, the per-image rows and, with ``--ci``, the statistics
-of :mod:`bench.stats`.
+seeds, missing cells as "–", methods that do not apply as "n/a", cells below the
+method's reference budget with †, best per row in bold) come from :mod:`bench.tables`;
+this module renders them, each under a heading (dataset, profile) with its caption
+and note lines, the per-image rows and, with ``--ci``, the statistics of
+:mod:`bench.stats`. LaTeX needs ``booktabs`` and ``multirow``.
 
 Example:
     >>> import pandas as pd
@@ -11,7 +13,11 @@ Example:
     ...     "degradation_description": ["σ=25"] * 2, "dataset": ["d"] * 2, "profile": ["smoke"] * 2,
     ...     "image": ["x"] * 2, "seed": [0, 0], "status": ["ok"] * 2, "psnr": [20.0, 25.0],
     ...     "ssim": [0.5, 0.6], "ms_ssim": [None, None], "lpips": [0.3, 0.2], "seconds": [0.1, 1.0]})
-    >>> print(to_markdown(build_tables(df)[0]).splitlines()[2])
+    >>> for line in to_markdown(build_tables(df)[0]).splitlines()[:5]: print(line)
+    ### d · profile smoke
+    <BLANKLINE>
+    | Degradation | Metric | a | b |
+    |---|---|---:|---:|
     | noise | PSNR ↑ | 20.00 | **25.00** |
 """
 
@@ -19,13 +25,15 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from typing import Any
 
 import pandas as pd
 
+from bench.annotations import DAGGER, NA, percent
 from bench.metric_specs import METRIC_NAMES
 from bench.selection import current_rows, select_rows
-from bench.tables import Table, build_tables, format_value, latex_escape, latex_symbols
+from bench.tables import MISSING, Table, build_tables, format_value, latex_escape, latex_symbols
 
 log = logging.getLogger(__name__)
 PER_IMAGE_COLUMNS = ["method", "degradation", "image", "seed", *METRIC_NAMES, "seconds"]
@@ -35,23 +43,31 @@ IDENTITY_COLUMNS = ("image_digest", "method_params", "method_version", "degradat
 
 
 def to_markdown(table: Table) -> str:
+    """A heading (dataset, profile), the table, then its caption and note lines as paragraphs."""
     methods = list(table.values.columns)
-    lines = ["| Degradation | Metric | " + " | ".join(methods) + " |", "|---|---|" + "---:|" * len(methods)]
+    lines = [f"### {table.heading}", "",
+             "| Degradation | Metric | " + " | ".join(methods) + " |", "|---|---|" + "---:|" * len(methods)]
     for (degradation, metric), row in table.values.iterrows():
         cells = []
         for method in methods:
-            text = format_value(row[method], metric)
-            cells.append(f"**{text}**" if table.best.loc[(degradation, metric), method] else text)
+            text, mark = table.text((degradation, metric), method, format_value(row[method], metric))
+            cells.append((f"**{text}**" if table.best.loc[(degradation, metric), method] else text) + mark)
         lines.append(f"| {degradation} | {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{table.caption}\n"
+    return "\n".join(lines) + "\n\n" + "\n\n".join(table.lines()) + "\n"
 
 
-def _styler(table: Table) -> Any:
+def display_frame(table: Table) -> pd.DataFrame:
+    """The table's cells as shown: values with their decimals, "–", "n/a", a trailing † below budget."""
     display = table.values.copy().astype(object)
     for (degradation, metric), row in table.values.iterrows():
         for method in table.values.columns:
-            display.loc[(degradation, metric), method] = format_value(row[method], metric)
-    styler = display.style
+            text, mark = table.text((degradation, metric), method, format_value(row[method], metric))
+            display.loc[(degradation, metric), method] = text + mark
+    return display
+
+
+def _styler(table: Table) -> Any:
+    styler = display_frame(table).style
     styler = styler.apply(
         lambda _: table.best.replace({True: "font-weight: bold", False: ""}).values, axis=None
     )
@@ -62,30 +78,43 @@ def to_latex(table: Table) -> str:
     """LaTeX via pandas' Styler with booktabs rules; names and caption escaped."""
     styler = _styler(table)
     styler = styler.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    latex = styler.to_latex(hrules=True, convert_css=True, caption=latex_escape(table.caption),
+    latex = styler.to_latex(hrules=True, convert_css=True, caption=latex_escape(" ".join(table.lines())),
                             position_float="centering", multirow_align="t", clines="skip-last;data")
-    return latex_symbols(latex)
+    return f"% dataset {table.dataset}, profile {table.profile}\n" + latex_symbols(latex)
+
+
+STYLE = (
+    "body{font-family:sans-serif;margin:0 auto;padding:1em 2em;max-width:1400px;box-sizing:border-box}"
+    "h2{margin-top:1.6em}.scroll{overflow-x:auto;max-width:100%}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}"
+    "th{background:#f4f4f4}table.sortable th{cursor:pointer}"
+    "span.long{display:inline-block;min-width:16em;max-width:32em;white-space:normal;overflow-wrap:anywhere;"
+    "text-align:left}"
+    "p.caption{color:#555;max-width:110ch;margin:0.3em 0}"
+    "figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{color:#555}"
+)
 
 
 def to_html(tables: list[Table], per_image: pd.DataFrame | None = None, title: str = "restoration-bench report",
             figures: list[tuple[str, str]] | None = None, extra: list[str] | None = None) -> str:
     """One self-contained HTML page (no external assets); names are HTML-escaped.
 
-    ``figures`` are (title, base64 PNG) pairs embedded as data URIs; ``extra`` are HTML
-    fragments (e.g. confidence-interval tables) placed after the tables.
+    Up to 1400 px wide (narrower windows: the page follows, wide tables scroll sideways). Each table
+    has a heading (dataset, profile). ``figures`` are (title, base64 PNG) pairs embedded as data URIs;
+    ``extra`` are HTML fragments (e.g. confidence-interval tables) placed after the tables.
     """
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4;cursor:pointer}"
-        "caption{caption-side:bottom;text-align:left;color:#555;max-width:60em}"
-        "figure{margin:1em 0}figure img{max-width:100%}figcaption{color:#555}</style></head><body>",
+        f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
     for table in tables:
         styler = _styler(table).format(escape="html").format_index(escape="html", axis=0)
-        parts.append(styler.format_index(escape="html", axis=1).set_caption(html.escape(table.caption)).to_html())
+        parts.append(f"<h2>{html.escape(table.heading)}</h2>")
+        parts.append(scroll(styler.format_index(escape="html", axis=1).to_html()) + captions_html(table.lines()))
     parts.extend(extra or [])
     if figures:
         parts.append("<h2>Figures</h2>")
@@ -94,11 +123,42 @@ def to_html(tables: list[Table], per_image: pd.DataFrame | None = None, title: s
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     if per_image is not None and len(per_image):
         parts.append("<h2>Per image</h2>")
-        parts.append(per_image.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–",
-                                       classes="sortable", escape=True))
+        parts.append(scroll(per_image_html(per_image)))
         parts.append(_SORT_SCRIPT)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def captions_html(lines: list[str]) -> str:
+    """Caption and note lines as paragraphs below a table (as wide as the page allows, not the table)."""
+    return "".join(f"<p class='caption'>{html.escape(line)}</p>" for line in lines)
+
+
+def scroll(fragment: str) -> str:
+    """``fragment`` in a box that scrolls sideways when wider than the page."""
+    return f"<div class='scroll'>{fragment}</div>"
+
+
+def per_image_html(frame: pd.DataFrame) -> str:
+    """The per-image rows as a sortable table: floats with 4 decimals, every missing value (NaN, None) as "–",
+    long texts (errors, parameters) in a box that wraps; everything HTML-escaped.
+
+    >>> "None" in per_image_html(pd.DataFrame({"psnr": [20.0, None], "error": [None, "<boom>"]}))
+    False
+    """
+    shown = frame.astype(object).copy()
+    for column in frame.columns:
+        floats = pd.api.types.is_float_dtype(frame[column])
+        shown[column] = [cell_html(v, floats) for v in frame[column]]
+    return shown.to_html(index=False, classes="sortable", escape=False)
+
+
+def cell_html(value: Any, is_float: bool) -> str:
+    """One per-image cell, escaped: "–" when missing, 4 decimals for floats, a wrapping box past 40 characters."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    text = html.escape(f"{value:.4f}" if is_float else str(value))
+    return f"<span class='long'>{text}</span>" if len(text) > 40 else text
 
 
 _SORT_SCRIPT = """<script>
@@ -115,7 +175,8 @@ def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradat
     status, error, dataset, profile and the columns that tell rows apart (digest, parameters, versions, key)."""
     df = select_rows(current_rows(df, all_versions), methods, degradations)
     out = df.assign(method=df["method_label"], degradation=df["degradation_label"])
-    extra = [c for c in ("status", "error", "dataset", "profile", *IDENTITY_COLUMNS) if c in out.columns]
+    extra = [c for c in ("status", "error", "budget_fraction", "dataset", "profile", *IDENTITY_COLUMNS)
+             if c in out.columns]
     return out[PER_IMAGE_COLUMNS + extra].sort_values(["degradation", "method", "image", "seed"]).reset_index(drop=True)
 
 
@@ -166,11 +227,24 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
     if fmt == "latex":
         return "\n\n".join(to_latex(t) for t in tables)
     if fmt == "csv":
-        frames = []
-        for t in tables:
-            frame = t.values.reset_index()
-            frame.insert(0, "profile", t.profile)
-            frame.insert(0, "dataset", t.dataset)
-            frames.append(frame)
+        frames = [csv_frame(t) for t in tables]
         return pd.concat(frames).to_csv(index=False) if frames else ""
     raise ValueError(f"unknown format '{fmt}'")
+
+
+def csv_frame(table: Table) -> pd.DataFrame:
+    """A block for CSV: full-precision means, "n/a" where the method does not apply (empty = missing), and a
+    ``notes`` column per degradation (n/a reasons, † methods below their reference budget)."""
+    values = table.values.astype(object)
+    notes: dict[str, list[str]] = {}
+    for (degradation, method), reason in table.notes.na.items():
+        values.loc[degradation, method] = NA  # every metric row of the degradation
+        notes.setdefault(degradation, []).append(f"{NA} {method}: {reason}")
+    for (degradation, method), use in table.notes.below.items():
+        notes.setdefault(degradation, []).append(f"{DAGGER} {method}: {percent(use.fraction)} of the reference "
+                                                 f"{use.reference} {use.unit} (profile {table.profile})")
+    frame = values.reset_index()
+    frame.insert(0, "profile", table.profile)
+    frame.insert(0, "dataset", table.dataset)
+    frame["notes"] = ["; ".join(notes.get(d, [])) for d in frame["degradation"]]
+    return frame

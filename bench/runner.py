@@ -10,60 +10,48 @@ Example:
     >>> summary = run_grid(RunConfig(methods=["identity"], degradations=["noise"],
     ...     dataset="builtin", limit=1, profile="smoke", results_dir=tempfile.mkdtemp(),
     ...     lpips=False, progress=False))
-    >>> (summary.computed, summary.cached, summary.failed)
-    (1, 0, 0)
+    >>> (summary.computed, summary.cached, summary.failed, summary.na)
+    (1, 0, 0, 0)
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.cells import (
-    Cell,
-    instantiate,
-)
-from bench.config import RunConfig, check_device_available
+from bench.annotations import DAGGER, BudgetUse, budget_lines, is_below
+from bench.cells import Cell, cell_budget, instantiate
+from bench.config import RunConfig, check_device_available, parse_overrides  # noqa: F401 (re-exported)
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
 from bench.executors import make_executor
-from bench.params import split_grid_string
 from bench.profiles import get_profile
 from bench.store import Store
 
 
 @dataclass
 class Summary:
-    """Counts of a run, its errors and the keys of all its cells (cached ones included).
+    """Counts of a run, its errors and the keys of all its cells (cached ones included). ``na``: cells computed
+    now whose method does not apply to the task (status "n/a"; neither computed nor failed).
 
-    >>> Summary(computed=2, cached=1).line()
-    'computed 2, cached 1, failed 0'
+    >>> Summary(computed=2, cached=1).line(), Summary(computed=1, na=3).line()
+    ('computed 2, cached 1, failed 0', 'computed 1, cached 0, failed 0, 3 n/a')
     """
 
     computed: int = 0
     cached: int = 0
     failed: int = 0
+    na: int = 0
     errors: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # damaged stored images found (their cells were recomputed)
 
     def line(self) -> str:
-        return f"computed {self.computed}, cached {self.cached}, failed {self.failed}"
-
-
-def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``["tv.weight=0.5", "noise.sigma=15,25"]`` -> ``{"tv": {"weight": "0.5"}, "noise": {"sigma": [...]}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ParameterError(
-                f"--set '{item}' must look like NAME.PARAM=VALUE, e.g. --set tv.weight=0.5"
-            )
-        target, value = item.split("=", 1)
-        name, param = target.split(".", 1)
-        out.setdefault(name.strip(), {})[param.strip()] = split_grid_string(value)
-    return out
+        return f"computed {self.computed}, cached {self.cached}, failed {self.failed}" + \
+            (f", {self.na} n/a" if self.na else "")
 
 
 def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
@@ -103,7 +91,11 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     images = load_dataset(config.dataset, limit=limit, crop=crop, data_root=config.data_root)
     cells = build_cells(config, images)
     store = Store(config.results_dir)
+    notice = budget_notice(cells)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     done = store.cached_keys(c.key for c in cells)  # verifies their PNGs: a damaged one is recomputed
+    done |= {r["key"] for r in store.rows("n/a")} & {c.key for c in cells}  # deterministic for a key: kept
     pending = [c for c in cells if c.key not in done]
     summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
     if not pending:
@@ -121,6 +113,8 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
             write_row(store, row, cell)
             if row["status"] == "ok":
                 summary.computed += 1
+            elif row["status"] == "n/a":
+                summary.na += 1
             else:
                 summary.failed += 1
                 summary.errors.append(f"{cell.method.label} on {cell.degradation.label}/{cell.image_id}: {row['error']}")
@@ -135,6 +129,30 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         summary.corrupt = list(store.corrupt)
         store.close()
     return summary
+
+
+def budget_notice(cells: list[Cell]) -> str | None:
+    """One line when the grid has cells below their method's reference budget (None otherwise).
+
+    >>> budget_notice([]) is None
+    True
+    """
+    below: dict[str, dict[tuple[str, str], BudgetUse]] = {}  # profile -> (degradation, method) -> use
+    count = 0
+    for cell in cells:
+        budget = cell_budget(cell)
+        if not is_below(budget["budget_fraction"]):
+            continue
+        count += 1
+        info = json.loads(budget["budget"])
+        use = BudgetUse(budget["budget_fraction"], info["reference"], info["unit"], info["source"])
+        below.setdefault(cell.profile, {})[(cell.degradation.label, cell.method.label)] = use
+    if not count:
+        return None
+    lines = [line.removeprefix(f"{DAGGER} ").rstrip(".") for profile, uses in below.items()
+             for line in budget_lines(uses, profile, sources=False)]
+    return (f"note: {count} of {len(cells)} cell(s) run below their method's reference budget ({'; '.join(lines)}); "
+            f"reports mark them with {DAGGER}.")
 
 
 def write_row(store: Store, row: dict[str, Any], cell: Cell) -> None:

@@ -310,7 +310,7 @@ def select(df: pd.DataFrame, all_versions: bool = False, replaced_images: bool |
         out.loc[replaced, "image"] = [f"{i}@{d[:8]}" for i, d in zip(out.loc[replaced, "image"],
                                                                       work.loc[replaced, "image_digest"])]
 
-    # what is still duplicated: the newest row, ok rows first
+    # what is still duplicated: the newest row, results (ok or n/a) before failed ones
     cell = [c for c in ("dataset", "profile", "method_label", "degradation_label", "image", "image_digest", "seed")
             if c in out.columns]
     candidates = out.iloc[newest_first[::-1]][shown.iloc[newest_first[::-1]].to_numpy()]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench.metric_specs import spec, spec_for_label
 from bench.selection import current_rows, select_rows
-from bench.tables import Table, build_tables, latex_escape, latex_symbols
+from bench.tables import MISSING, Table, build_tables, latex_escape, latex_symbols
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -162,36 +162,50 @@ def p_text(p: float, is_best: bool) -> str:
 
 
 def display_frames(s: StatsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """String frames (CI table, p-value table) in the report's layout."""
+    """String frames (CI table, p-value table) in the report's layout ("n/a" and † as in the report)."""
     ci = s.table.values.astype(object).copy()
     p = ci.copy()
     for (degradation, label), row in s.table.values.iterrows():
         metric = spec_for_label(label).name
         for method in s.table.values.columns:
             key = (degradation, label)
-            ci.loc[key, method] = ci_text(row[method], s.low.loc[key, method], s.high.loc[key, method], metric)
+            text = ci_text(row[method], s.low.loc[key, method], s.high.loc[key, method], metric)
+            ci.loc[key, method] = "".join(s.table.text(key, method, text))
             present = pd.notna(row[method])
-            p.loc[key, method] = p_text(s.p.loc[key, method], bool(s.table.best.loc[key, method]) and present) \
-                if present else "–"
+            p_value = p_text(s.p.loc[key, method], bool(s.table.best.loc[key, method]) and present) \
+                if present else MISSING
+            p.loc[key, method] = s.table.text(key, method, p_value)[0]
     return ci, p
 
 
 def captions(s: StatsTable, n_resamples: int = N_RESAMPLES) -> tuple[str, str]:
     ci = (f"{s.table.caption} Mean [{LEVEL:.0%} percentile-bootstrap confidence interval over images, "
           f"{n_resamples} resamples, seed 0]; no interval with fewer than 2 images.")
+    ci = "\n".join([ci, *s.table.notes.lines])  # n/a reasons and † budgets, one line each
     p = (f"p-values ({TEST_NAME}, two-sided, paired over images) of each method against the best of its row "
          f"(dataset {s.table.dataset}, profile {s.table.profile}); – = fewer than 2 images or missing.")
     return ci, p
 
 
-def _markdown(frame: pd.DataFrame, best: pd.DataFrame, caption: str) -> str:
+def _markdown(frame: pd.DataFrame, best: pd.DataFrame, caption: str, heading: str) -> str:
     methods = list(frame.columns)
-    lines = ["| Degradation | Metric | " + " | ".join(methods) + " |", "|---|---|" + "---:|" * len(methods)]
+    lines = [f"### {heading}", "", "| Degradation | Metric | " + " | ".join(methods) + " |",
+             "|---|---|" + "---:|" * len(methods)]
     for (degradation, label), row in frame.iterrows():
-        cells = [f"**{row[m]}**" if best.loc[(degradation, label), m] and row[m] != "–" else str(row[m])
+        cells = [bold_number(str(row[m])) if best.loc[(degradation, label), m] and row[m] != MISSING else str(row[m])
                  for m in methods]
         lines.append(f"| {degradation} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\n{caption}\n"
+    return "\n".join(lines) + "\n\n" + caption.replace("\n", "\n\n") + "\n"
+
+
+def bold_number(text: str) -> str:
+    """Markdown bold of a cell's text, a trailing † left outside.
+
+    >>> bold_number("27.31 [26.90, 27.72]†"), bold_number("best")
+    ('**27.31 [26.90, 27.72]**†', '**best**')
+    """
+    core = text.rstrip("†")
+    return f"**{core}**{text[len(core):]}"
 
 
 def _styler(frame: pd.DataFrame, best: pd.DataFrame, escape: str):  # noqa: ANN202 (pandas Styler)
@@ -199,19 +213,20 @@ def _styler(frame: pd.DataFrame, best: pd.DataFrame, escape: str):  # noqa: ANN2
     return styler.format(escape=escape).format_index(escape=escape, axis=0).format_index(escape=escape, axis=1)
 
 
-def _latex(frame: pd.DataFrame, best: pd.DataFrame, caption: str) -> str:
+def _latex(frame: pd.DataFrame, best: pd.DataFrame, caption: str, heading: str) -> str:
     latex = _styler(frame, best, "latex").to_latex(
-        hrules=True, convert_css=True, caption=latex_escape(caption), position_float="centering",
+        hrules=True, convert_css=True, caption=latex_escape(caption.replace("\n", " ")), position_float="centering",
         multirow_align="t", clines="skip-last;data")
-    return latex_symbols(latex).replace("<0.001", r"$<$0.001")
+    return f"% {heading.replace('·', '-')}\n" + latex_symbols(latex).replace("<0.001", r"$<$0.001")
 
 
-def _html(frame: pd.DataFrame, best: pd.DataFrame, caption: str) -> str:
-    return _styler(frame, best, "html").set_caption(html.escape(caption)).to_html()
+def _html(frame: pd.DataFrame, best: pd.DataFrame, caption: str, heading: str) -> str:
+    captions = "".join(f"<p class='caption'>{html.escape(line)}</p>" for line in caption.splitlines())
+    return f"<h2>{html.escape(heading)}</h2><div class='scroll'>{_styler(frame, best, 'html').to_html()}</div>{captions}"
 
 
 def to_csv(stats: list[StatsTable]) -> str:
-    """Long format: one row per (dataset, profile, degradation, metric, method)."""
+    """Long format: one row per (dataset, profile, degradation, metric, method); ``note``: "n/a" or "†"."""
     records = []
     for s in stats:
         for (degradation, label), row in s.table.values.iterrows():
@@ -223,7 +238,7 @@ def to_csv(stats: list[StatsTable]) -> str:
                     "metric": spec_for_label(label).name, "method": method, "mean": row[method],
                     "ci_low": s.low.loc[key, method], "ci_high": s.high.loc[key, method],
                     "n_images": s.n.loc[key, method], "best": best[0] if best else "",
-                    "p_vs_best": s.p.loc[key, method],
+                    "p_vs_best": s.p.loc[key, method], "note": s.table.mark(degradation, method),
                 })
     return pd.DataFrame.from_records(records).to_csv(index=False) if records else ""
 
@@ -240,6 +255,8 @@ def render_stats(stats: list[StatsTable], fmt: str) -> str:
         ci, p = display_frames(s)
         ci_caption, p_caption = captions(s)
         no_best = pd.DataFrame(False, index=s.table.best.index, columns=s.table.best.columns)
-        parts += [writer(ci, s.table.best, ci_caption), writer(p, no_best, p_caption)]
+        heading = s.table.heading
+        parts += [writer(ci, s.table.best, ci_caption, f"{heading}: means and confidence intervals"),
+                  writer(p, no_best, p_caption, f"{heading}: p-values")]
     return "\n\n".join(parts)
 

@@ -2,15 +2,17 @@
 
 Layout of a results directory::
 
-    results.sqlite             cells and degraded-input tables
+    results.sqlite             cells, degraded-input and image-digest tables
     images/ab/abcdef....png    restored and degraded images, named by content hash
 
 A cell's PNG is written first (temporary file, then rename), then its row is
 committed, so a killed process never leaves a row pointing at a missing or
 partial image. Failed cells are stored with their error and retried by the
-next run; only ``status = 'ok'`` rows count as cached, and only while their
+next run; ``status = 'ok'`` rows count as cached (and ``'n/a'`` rows, a
+method's declaration that it does not handle the task), ok rows only while their
 PNGs are intact: a PNG's name is the hash of its pixels, so a file damaged
-later (disk, copy, editor) is detected (:func:`read_stored_image`) and its
+later (disk, copy, editor) is detected (:meth:`Store.image_state`: the sha256
+of its bytes recorded when it was written, else its decoded pixels) and its
 cell recomputed instead of served.
 
 ``Store(root, read_only=True)`` never writes to the directory (no WAL or shm
@@ -35,15 +37,16 @@ import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, ImageError
+from bench.errors import BenchError
 from bench.images import save_png, to_uint8
 from bench.metric_specs import METRIC_NAMES
+from bench.stored_images import CorruptImageError, image_path_for, read_stored_image, stored_image  # noqa: F401
 
 CELL_COLUMNS = {
     "key": "TEXT PRIMARY KEY",
@@ -68,73 +71,23 @@ CELL_COLUMNS = {
     "input_psnr": "REAL",
     "seconds": "REAL",
     "peak_memory_mb": "REAL",
+    "budget_fraction": "REAL", "budget": "TEXT",  # share of the method's reference budget; JSON used/reference/unit
     "output_path": "TEXT",
     "degraded_path": "TEXT",
     "trace": "TEXT",
     "bench_version": "TEXT",
     "torch_version": "TEXT",
     "created": "TEXT",
+    "hardware": "TEXT",  # what computed the cell (bench.cells.hardware); exported with it by bench.bundle
 }
 DB_NAME = "results.sqlite"
 JSON_COLUMNS = ("method_params", "degradation_params", "trace", "metric_impl")
-
-
-def image_path_for(data: np.ndarray) -> str:
-    """Relative content-addressed path of an 8-bit image."""
-    digest = hashlib.sha256(str(data.shape).encode() + data.tobytes()).hexdigest()
-    return f"images/{digest[:2]}/{digest}.png"
-
-
-class CorruptImageError(ImageError):
-    """A stored PNG that cannot be decoded or whose pixels no longer match its content-hash name.
-
-    >>> "bench run" in str(CorruptImageError.for_file("images/ab/ab12.png", "truncated"))
-    True
-    """
-
-    @classmethod
-    def for_file(cls, path: str | os.PathLike, why: str) -> CorruptImageError:
-        return cls(f"stored image '{path}' is corrupt ({why}); run `bench run` again with the same options "
-                   "to recompute it.")
-
-
-def read_stored_image(root: str | os.PathLike, rel: str) -> np.ndarray:
-    """The 8-bit ``(H, W, 3)`` pixels of the stored PNG ``rel``, verified against its name.
-
-    Raises ``FileNotFoundError`` when it is absent and :class:`CorruptImageError` when it is damaged.
-    """
-    from PIL import Image
-
-    path = Path(root) / rel
-    try:
-        with Image.open(path) as img:
-            data = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # Pillow and zlib raise many types for damaged files
-        detail = str(err).splitlines()[0] if str(err) else "no detail"
-        raise CorruptImageError.for_file(path, f"unreadable: {type(err).__name__}: {detail}") from None
-    if Path(image_path_for(data)).stem != Path(rel).stem:
-        raise CorruptImageError.for_file(path, "its pixels do not match the content hash in its name")
-    return data
 
 
 def damaged_database(db_path: Path, err: Exception) -> BenchError:
     """The error for a results database SQLite cannot read (garbage, truncated, not SQLite)."""
     return BenchError(f"results database '{db_path}' is damaged or not a results store ({err}); move it aside "
                       "and run `bench run` again to rebuild it.")
-
-
-def stored_image(root: str | os.PathLike, rel: Any, notes: list[str]) -> np.ndarray | None:
-    """A stored image as float32 RGB in [0, 1]; None when absent, or damaged (then ``notes`` gets a line naming
-    the file and the repair), so figures and reports go on without it."""
-    if not isinstance(rel, str) or not (Path(root) / rel).is_file():
-        return None
-    try:
-        return read_stored_image(root, rel).astype(np.float32) / 255.0
-    except CorruptImageError as err:
-        notes.append(str(err))
-        return None
 
 
 def _connect_read_only(db_path: Path) -> sqlite3.Connection:
@@ -174,6 +127,7 @@ class Store:
         self.read_only = read_only
         self.corrupt: dict[str, None] = {}  # stored images found corrupt (ordered set of relative paths)
         self._verified: set[str] = set()  # images checked intact by this instance
+        self._unrecorded: dict[str, str] = {}  # sha256 of files found intact, for the image_digests table
         if read_only:
             if not self.db_path.is_file():
                 raise BenchError(f"no results in '{self.root}'; run `bench run` first or pass --results-dir.")
@@ -198,6 +152,7 @@ class Store:
             columns = ", ".join(f"{name} {kind}" for name, kind in CELL_COLUMNS.items())
             self._execute(f"CREATE TABLE IF NOT EXISTS cells ({columns})")
             self._execute("CREATE TABLE IF NOT EXISTS degraded (key TEXT PRIMARY KEY, path TEXT, created TEXT)")
+            self._execute("CREATE TABLE IF NOT EXISTS image_digests (path TEXT PRIMARY KEY, sha256 TEXT)")
             self._migrate()
         except sqlite3.DatabaseError as err:
             self._conn.close()
@@ -225,6 +180,7 @@ class Store:
             raise BenchError(f"results directory '{self.root}' was opened read-only; nothing can be stored in it.")
 
     def close(self) -> None:
+        self._record_digests()
         self._conn.close()
 
     def _execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
@@ -250,6 +206,8 @@ class Store:
             raise
         self._execute("COMMIT")
 
+    execute, transaction = _execute, _transaction  # public for bench.bundle: imports rows in one transaction
+
     # images --------------------------------------------------------------
     def put_image(self, image: np.ndarray) -> str:
         """Store an image as PNG under its content hash; return the relative path."""
@@ -259,27 +217,45 @@ class Store:
         if self.image_state(rel) != "ok":  # absent, or damaged: (re)write it
             save_png(data, self.root / rel)
             self._verified.add(rel)
+            self._unrecorded[rel] = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
         return rel
 
     def image_file(self, rel: str) -> Path:
         return self.root / rel
 
-    def image_state(self, rel: str) -> str:
-        """``"ok"`` (decodes and matches its name), ``"missing"`` or ``"corrupt"`` (remembered in ``corrupt``).
-
-        A 256 px PNG is checked in about a millisecond; each file once per Store.
-        """
+    def image_state(self, rel: str, recorded: str | None = None) -> str:
+        """``"ok"``, ``"missing"`` or ``"corrupt"`` (remembered in ``corrupt``), each file once per Store. Intact: its
+        bytes have the sha256 recorded when it was last found intact (``recorded``, else the ``image_digests``
+        table; ~0.1 ms for a 256 px PNG), or else it decodes to pixels that match its name (~2 ms; then recorded)."""
         if rel in self._verified:
             return "ok"
         try:
-            read_stored_image(self.root, rel)
+            digest = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
+            if digest != (self._recorded([rel]).get(rel) if recorded is None else recorded):
+                read_stored_image(self.root, rel)
+                self._unrecorded[rel] = digest
         except FileNotFoundError:
             return "missing"
-        except CorruptImageError:
+        except (CorruptImageError, OSError):  # OSError: unreadable (a folder, no permission)
             self.corrupt[rel] = None
             return "corrupt"
         self._verified.add(rel)
         return "ok"
+
+    def _recorded(self, paths: list[str] | None = None) -> dict[str, str]:
+        """Recorded sha256 of stored files (all, or ``paths``); {} for a read-only store made before the table."""
+        where = "" if paths is None else f" WHERE path IN ({', '.join('?' * len(paths))})"
+        try:
+            return {r[0]: r[1] for r in self._execute("SELECT path, sha256 FROM image_digests" + where, paths or [])}
+        except sqlite3.OperationalError:
+            return {}
+
+    def _record_digests(self) -> None:
+        """Save the digests of files found intact (an optimisation only: never fails the caller)."""
+        items, self._unrecorded = list(self._unrecorded.items()), {}
+        if items and not self.read_only:
+            with suppress(sqlite3.Error), self._transaction():
+                self._conn.executemany("INSERT OR REPLACE INTO image_digests (path, sha256) VALUES (?, ?)", items)
 
     def read_image(self, rel: str) -> np.ndarray:
         """A stored image as float32 RGB in [0, 1], verified (:class:`CorruptImageError` when damaged)."""
@@ -314,9 +290,10 @@ class Store:
         wanted = set(keys)
         rows = [r for r in self._execute("SELECT key, output_path, degraded_path FROM cells WHERE status = 'ok'")
                 if r["key"] in wanted and r["output_path"]]
-        paths = list({p for r in rows for p in (r["output_path"], r["degraded_path"]) if p})
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # decoding and hashing release
-            state = dict(zip(paths, pool.map(self.image_state, paths)))  # the GIL: full-size images add up
+        paths, recorded = list({p for r in rows for p in (r["output_path"], r["degraded_path"]) if p}), self._recorded()
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashing (and decoding) release
+            state = dict(zip(paths, pool.map(lambda p: self.image_state(p, recorded.get(p, "")), paths)))  # the GIL
+        self._record_digests()
         return {r["key"] for r in rows
                 if state[r["output_path"]] == "ok" and not (r["degraded_path"] and state[r["degraded_path"]] == "corrupt")}
 

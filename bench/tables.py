@@ -3,11 +3,14 @@
 Values are means over images (and seeds) of the rows :func:`bench.selection.select`
 shows (one result per cell; several parameter settings under one label as distinct,
 labelled columns or rows). A (method, degradation) whose cells are not all present
-and ok is missing (NaN, shown as "–"), never a partial mean.
-The best value of each row is marked. Captions name the dataset, the number of
-images, each degradation's definition and the profile. :mod:`bench.report`
-renders these blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table`
-is the plain aligned table of ``bench check``.
+and ok is missing (NaN, shown as "–"), never a partial mean; one whose cells are all
+"n/a" (the method does not apply to the task by design) shows "n/a". The best value
+of each row is marked, compared as displayed (a displayed tie is bold on every side).
+Captions name the dataset, the number of images, each degradation's definition and the
+profile; note lines (:mod:`bench.annotations`) give each n/a reason once and each
+method below its reference budget (marked †). :mod:`bench.report` renders these
+blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table` is the plain
+aligned table of ``bench check``.
 
 Example:
     >>> import pandas as pd
@@ -25,11 +28,12 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from bench.annotations import DAGGER, NA, CellNotes, cell_notes
 from bench.metric_specs import METRIC_SPECS, spec_for_label
 from bench.selection import current_rows, select_rows
 
@@ -42,15 +46,38 @@ class Table:
 
     Example:
         >>> t = Table(values=pd.DataFrame(), best=pd.DataFrame(), caption="c", dataset="builtin", profile="smoke")
-        >>> t.dataset, t.profile
-        ('builtin', 'smoke')
+        >>> t.dataset, t.heading, t.mark("noise", "tv")
+        ('builtin', 'builtin · profile smoke', '')
     """
 
     values: pd.DataFrame
-    best: pd.DataFrame  # bool mask of the best value per row
+    best: pd.DataFrame  # bool mask of the best value per row (compared as displayed)
     caption: str
     dataset: str
     profile: str
+    notes: CellNotes = field(default_factory=CellNotes)  # n/a cells, cells below budget, their caption lines
+
+    @property
+    def heading(self) -> str:
+        """The block's title: dataset and profile (a report of several runs has one block each)."""
+        return f"{self.dataset} · profile {self.profile}"
+
+    def mark(self, degradation: str, method: str) -> str:
+        """``"n/a"`` where the method does not apply, ``"†"`` below its reference budget, else ``""``."""
+        if (degradation, method) in self.notes.na:
+            return NA
+        return DAGGER if (degradation, method) in self.notes.below else ""
+
+    def text(self, key: tuple[str, str], method: str, value_text: str) -> tuple[str, str]:
+        """(text, mark) of a cell whose value reads ``value_text``: "n/a" replaces it; "†" follows it."""
+        mark = self.mark(key[0], method)
+        if mark == NA:
+            return NA, ""
+        return value_text, (mark if value_text != MISSING else "")
+
+    def lines(self) -> list[str]:
+        """The caption, then one line per n/a reason and per method below its budget."""
+        return [self.caption, *self.notes.lines]
 
 
 def build_tables(
@@ -94,7 +121,7 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
                     values.loc[(degradation, s.label), method] = column.mean()
     best = pd.DataFrame(False, index=index, columns=methods)
     for degradation, label in index:
-        row = values.loc[(degradation, label)].astype(float)
+        row = displayed(values.loc[(degradation, label)].astype(float), label)
         if row.notna().any():
             target = row.max() if spec_for_label(label).higher_is_better else row.min()
             best.loc[(degradation, label)] = row == target
@@ -105,12 +132,25 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
     } if "degradation_description" in df.columns else {}
     n_images = df["image"].nunique()
     seeds = sorted(df["seed"].unique().tolist())
+    named = f"scikit-image's {', '.join(dict.fromkeys(df['image'].astype(str)))}; " if dataset == "builtin" else ""
     parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)
+    notes = cell_notes(df, degradations, methods, profile)
+    legend = "; n/a = not applicable (the method does not handle the task by design)" if notes.na else ""
     caption = (
-        f"Mean over {n_images} image(s) of {dataset} (seeds {', '.join(map(str, seeds))}), profile {profile}. "
-        f"Degradations — {parts}. Best per row in bold; – = missing or failed cells."
+        f"Mean over {n_images} image(s) of {dataset} ({named}seeds {', '.join(map(str, seeds))}), profile {profile}. "
+        f"Degradations — {parts}. Best per row in bold; – = missing or failed cells{legend}."
     )
-    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile)
+    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile, notes=notes)
+
+
+def displayed(row: pd.Series, metric_label: str) -> pd.Series:
+    """``row``'s values rounded as a table shows them (ties are judged on these).
+
+    >>> list(displayed(pd.Series([0.77731, 0.77729]), "SSIM ↑"))
+    [0.7773, 0.7773]
+    """
+    metric = spec_for_label(metric_label)
+    return row.map(lambda v: float(metric.format(v)) if pd.notna(v) else math.nan)  # the text's rounding
 
 
 def format_value(value: Any, metric_label: str) -> str:
@@ -136,10 +176,11 @@ def latex_escape(text: str) -> str:
 def latex_symbols(latex: str) -> str:
     r"""Arrows and the missing-value dash of rendered LaTeX as LaTeX.
 
-    >>> latex_symbols("PSNR ↑ –")
-    'PSNR $\\uparrow$ --'
+    >>> latex_symbols("PSNR ↑ – 27.1†")
+    'PSNR $\\uparrow$ -- 27.1$^\\dagger$'
     """
-    return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace(MISSING, "--")
+    return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace(MISSING, "--") \
+        .replace(DAGGER, r"$^\dagger$")
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -58,7 +58,7 @@ class Blur(Degradation):
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         kernel = self.kernel(generator)
-        return Operator(lambda x: convolve(x, kernel), shape, shape, sigma=self.params.sigma / 255.0, name="blur")
+        return Operator(lambda x: convolve(x, kernel), shape, shape, sigma=self.params.sigma / 255.0, name="blur", linear=True)
 
     def describe(self) -> str:
         p = self.params

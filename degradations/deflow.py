@@ -96,7 +96,7 @@ class DeFlow(Degradation):
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         _, sigma = load_model(self.params.checkpoint)
-        return Operator(lambda x: x, shape, shape, sigma=sigma_at_heat(sigma, self.params.heat), name="identity")
+        return Operator(lambda x: x, shape, shape, sigma=sigma_at_heat(sigma, self.params.heat), name="identity", linear=True)
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
         net, _ = load_model(self.params.checkpoint)

@@ -44,7 +44,9 @@ class Inpaint(Degradation):
         def forward(x: Tensor) -> Tensor:
             return x * mask.to(x.device, x.dtype)
 
-        return Operator(forward, shape, shape, sigma=max(self.params.sigma, 0.5) / 255.0, mask=mask, name="mask")
+        return Operator(
+            forward, shape, shape, sigma=max(self.params.sigma, 0.5) / 255.0, mask=mask, name="mask", linear=True
+        )
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
         y = super().simulate(clean, operator, generator)

@@ -44,7 +44,7 @@ class Jpeg(Degradation):
         sigma = jpeg_effective_sigma(quality)
         if self.params.operator == "differentiable":
             return Operator(lambda x: kornia_jpeg(x, quality), shape, shape, sigma=KORNIA_JPEG_SIGMA, name="diffjpeg")
-        return Operator(lambda x: x, shape, shape, sigma=sigma, name="identity")
+        return Operator(lambda x: x, shape, shape, sigma=sigma, name="identity", linear=True)
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
         return pillow_jpeg(clean, self.params.quality)

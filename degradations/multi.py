@@ -53,7 +53,7 @@ class Multi(Degradation):
         p = self.params
         kernel = gaussian_kernel(p.kernel_size, p.kernel_sigma)
         sigma = math.hypot(p.sigma / 255.0, jpeg_effective_sigma(p.quality))
-        return Operator(lambda x: convolve(x, kernel), shape, shape, sigma=sigma, name="blur")
+        return Operator(lambda x: convolve(x, kernel), shape, shape, sigma=sigma, name="blur", linear=True)
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
         noisy = super().simulate(clean, operator, generator)

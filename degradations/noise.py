@@ -34,7 +34,7 @@ class Noise(Degradation):
                 raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale), e.g. sigma=25")
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
-        return Operator(lambda x: x, in_shape=shape, out_shape=shape, sigma=self.params.sigma / 255.0, name="identity")
+        return Operator(lambda x: x, in_shape=shape, out_shape=shape, sigma=self.params.sigma / 255.0, name="identity", linear=True)
 
     def describe(self) -> str:
         return f"Gaussian noise σ={self.params.sigma:g}/255"

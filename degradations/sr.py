@@ -59,6 +59,7 @@ class SuperResolution(Degradation):
             sigma=sigma,
             initializer=lambda y: bicubic_up(y, f),
             name=f"bicubic_down_x{f}",
+            linear=True,
         )
 
     def describe(self) -> str:

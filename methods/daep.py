@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RestoreContext, Tensor
+from bench.api import Budget, RestoreContext, Tensor
 from bench.nets.dae import DAE
 from bench.registry import register_method
 from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
@@ -53,6 +53,7 @@ class DAEP(DAEPriorMethod):
                 raise ValueError(f"gamma={self.gamma} must be > 0 (prior weight; official 27.5)")
 
     profiles = {"smoke": {"iterations": 8}, "quick": {"iterations": 100}, "paper": {"iterations": 300}}
+    reference_budget = Budget("iterations", 300, source="Bigdeli & Zwicker 2017 (DAEP), official code default")
     default_sigma = 25
     version = dae_weights_version(25)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import RestoreContext, Tensor
+from bench.api import Budget, RestoreContext, Tensor
 from bench.nets.dae import DAE
 from bench.registry import register_method
 from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
@@ -52,6 +52,7 @@ class DMSP(DAEPriorMethod):
         ``momentum``, ``sigma_dae`` (0 = the checkpoint's σ), ``noise_blind``, ``sigma_min``, ``init_fill``."""
 
     profiles = {"smoke": {"iterations": 8}, "quick": {"iterations": 100}, "paper": {"iterations": 300}}
+    reference_budget = Budget("iterations", 300, source="Bigdeli et al. 2017 (DMSP), the paper's count")
     default_sigma = 11
     version = dae_weights_version(11)
 

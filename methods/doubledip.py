@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bench.api import Method, Observation, RestoreContext, Tensor
+from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.registry import register_method
 from bench.solvers.dip import ITERATION_PROFILES, resolve_precision, resolve_task
 from bench.solvers.dip_double import PAPER_ITERATIONS, DoubleDipFit, default_std_weight, fit_double_dip
+from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, check_options
 
 
 @register_method("doubledip")
@@ -90,10 +91,14 @@ class DoubleDIP(Method):
         warmup: float = 0.5  # fraction of iterations with the artifact layer held at 0
         output: Literal["best_fit", "last", "ema"] = "best_fit"
         ema: float = 0.99  # weight of the running average when output=ema
-        precision: Literal["auto", "float32", "bfloat16"] = "auto"
+        precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32
         channels_last: bool = True
+        early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
+        es_window: int = DEFAULT_WINDOW
+        es_patience: int = DEFAULT_PATIENCE
 
         def __post_init__(self) -> None:
+            check_options(self.early_stop, self.es_window, self.es_patience)
             if self.iterations < 0:
                 raise ValueError(f"iterations={self.iterations} must be >= 1, or 0 for the default")
             if not self.iteration_scale > 0:
@@ -116,6 +121,9 @@ class DoubleDIP(Method):
                 raise ValueError(f"warmup={self.warmup} must be in [0, 1), a fraction of the iterations")
 
     profiles = ITERATION_PROFILES
+    reference_budget = Budget(
+        "iterations", 4000, source="Gandelsman et al. 2019, official dehazing.py", scale="iteration_scale"
+    )
 
     def resolve(self, obs: Observation) -> dict[str, Any]:
         """The effective settings for ``obs``."""
@@ -149,5 +157,8 @@ class DoubleDIP(Method):
             ema=p.ema,
             precision=p.precision,
             channels_last=p.channels_last,
+            early_stop=p.early_stop,
+            es_window=p.es_window,
+            es_patience=p.es_patience,
         )
         return fit_double_dip(obs, ctx, fit)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.api import Method, Observation, RestoreContext, Tensor
+from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import weights_version
 from bench.nets.flow import Flow
 from bench.registry import register_method
@@ -65,7 +65,7 @@ class FlowPrior(Method):
 
     @dataclass
     class Params:
-        checkpoint: str = ""
+        checkpoint: str = ""  # a .pt of `bench train flowprior`; empty: the packaged flowprior_default.pt
         iterations: int = 60
         lr: float = 0.005
         prior_weight: float = 0.3
@@ -86,6 +86,8 @@ class FlowPrior(Method):
                 raise ValueError(f"margin={self.margin} must satisfy 0 <= 2·margin < patch ({self.patch})")
 
     profiles = {"smoke": {"iterations": 5}, "quick": {"iterations": 60}, "paper": {"iterations": 200}}
+    reference_budget = Budget("iterations", 200, source="this suite's paper profile (no count from Helminger et al. "
+                                                        "is recorded here)")
     version = _checkpoint_version()
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:

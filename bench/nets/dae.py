@@ -26,12 +26,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from bench import checkpoints
-from bench.checkpoints import ModelCache, sha256_file
+from bench.checkpoints import ModelCache, sha256_file, to_primitive
 from bench.errors import CheckpointError
 
 # the packaged weights ship with the ``methods`` package (package data); only their path is needed here
@@ -104,27 +103,6 @@ def default_checkpoint(sigma: int) -> Path:
         'dae_sigma11.pt'
     """
     return WEIGHTS_DIR / f"dae_sigma{int(sigma)}.pt"
-
-
-def to_primitive(value: Any) -> Any:
-    """``value`` as plain dicts, lists, str, int, float, bool and None (what ``weights_only`` loads).
-
-    Example:
-        >>> import numpy as np
-        >>> to_primitive({"a": (np.int64(1), np.float32(0.5)), 2: Path("p")})
-        {'a': [1, 0.5], '2': 'p'}
-    """
-    if isinstance(value, dict):
-        return {str(k): to_primitive(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_primitive(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return str(value)  # str subclasses (torch.__version__), paths
 
 
 def save_checkpoint(

@@ -40,6 +40,8 @@ class Operator:
         mask: optional observation mask (1 = observed), same shape as ``y``.
         initializer: maps ``y`` to a first estimate in image space (defaults to
             ``y`` when shapes agree; super-resolution uses bicubic upsampling).
+        linear: ``forward`` is linear, ``A(a·x + b·v) = a·A(x) + b·A(v)``: solvers may then
+            apply the Jacobian as ``A`` itself instead of differentiating twice.
 
     Example:
         >>> import torch
@@ -57,6 +59,7 @@ class Operator:
         mask: Tensor | None = None,
         initializer: Callable[[Tensor], Tensor] | None = None,
         name: str = "A",
+        linear: bool = False,
     ):
         self._forward = forward
         self.in_shape = tuple(in_shape)
@@ -65,6 +68,7 @@ class Operator:
         self.mask = mask
         self._initializer = initializer
         self.name = name
+        self.linear = bool(linear)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self._forward(x)
@@ -116,6 +120,19 @@ class Observation:
     def sigma(self) -> float:
         """Effective noise standard deviation on the [0, 1] scale."""
         return self.operator.sigma
+
+
+def is_identity(operator: Operator, shape: tuple[int, int]) -> bool:
+    """Whether ``operator`` maps a random image of ``shape`` to itself (no mask, same shape).
+
+    >>> is_identity(Operator(lambda x: x, (8, 8), (8, 8), 0.1), (8, 8))
+    True
+    """
+    if operator.mask is not None or tuple(operator.out_shape) != tuple(shape):
+        return False
+    probe = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return bool(torch.allclose(operator(probe).cpu(), probe, atol=1e-6))
 
 
 def quantize(x: Tensor) -> Tensor:

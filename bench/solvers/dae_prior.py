@@ -116,11 +116,11 @@ class DAEPriorParams:
         0.1
     """
 
-    checkpoint: str = ""
+    checkpoint: str = ""  # a .pt of `bench train dae`; empty: the packaged one of the method's σ
     iterations: int = 300
     step: float = 0.1
     momentum: float = 0.9
-    sigma_dae: float = 0.0
+    sigma_dae: float = 0.0  # 0 = auto: the checkpoint's σ
     noise_blind: bool = False
     sigma_min: float = 1.0
     init_fill: bool = True

@@ -20,6 +20,7 @@ from bench.nets import dip as nets
 from bench.physics.operator import Observation, Tensor
 from bench.solvers.dip import use_bf16
 from bench.solvers.dip_losses import exclusion_loss, std_loss
+from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, WindowedVariance
 
 PAPER_ITERATIONS = 4000  # the official dehazing and transparency-separation runs
 NOISE_LIKE = ("noise", "jpeg", "multi")  # tasks whose artifact layer carries noise or JPEG error
@@ -56,13 +57,19 @@ class DoubleDipFit:
     ema: float = 0.99  # weight of the running average when output=ema
     precision: str = "auto"  # "auto", "float32" or "bfloat16"
     channels_last: bool = True
+    early_stop: str = "off"  # "off" or "wmv" (ES-WMV on the clean layer, :mod:`bench.solvers.early_stopping`)
+    es_window: int = DEFAULT_WINDOW
+    es_patience: int = DEFAULT_PATIENCE
 
 
 def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> Tensor:
     """Fit ``y ≈ A(x) + r`` with two light skip nets; the clean layer ``x`` chosen by ``fit.output``.
 
     Randomness only from ``ctx.generator``, in this order: the two codes, the
-    two weight-init seeds, the perturbation seed.
+    two weight-init seeds, the perturbation seed. With ``fit.early_stop == "wmv"``
+    the ES-WMV rule watches the clean layer; the result (by ``fit.output``) is the
+    one at the detected iteration, and the fit stops after ``es_patience``
+    iterations without a new variance minimum.
     """
     y, op = obs.y, obs.operator
     device = y.device
@@ -93,6 +100,8 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
     result: Tensor | None = None
     best = float("inf")
     warm = round(fit.warmup * fit.iterations)
+    rule = WindowedVariance(fit.es_window, fit.es_patience) if fit.early_stop == "wmv" else None
+    detected: Tensor | None = None
     for i in ctx.iterations(fit.iterations, desc="doubledip"):
         reg = fit.reg_noise_std
         inp = torch.add(z_x, nets.fill_normal(noise, noise_gen), alpha=reg) if reg else z_x
@@ -127,5 +136,14 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
             elif fit.output != "best_fit" or value <= best:
                 result = x.detach().float().clone()
                 best = value
+        if rule is not None:
+            stop = rule.update(x, i)
+            if rule.improved and result is not None:
+                detected = result.clone()
+            if stop:
+                break
+    if rule is not None:
+        ctx.log("es_iteration", rule.best_iteration)
+        result = detected if detected is not None else result
     assert result is not None
     return result.clamp(0, 1).contiguous()

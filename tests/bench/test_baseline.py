@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bench.baseline import compare, load_baseline, make_baseline, parse_tolerances
+from bench.baseline import compare, format_check, load_baseline, make_baseline, parse_tolerances
 from bench.cli import cli, main
 from bench.errors import BenchError
 
@@ -184,3 +184,46 @@ def test_bad_baseline_file_is_one_line_error(content, message, store, tmp_path, 
     if content is not None:
         with pytest.raises(BenchError):
             load_baseline(path)
+
+
+def _na_frame(bm3d_sr: str = "n/a"):
+    """identity and bm3d on noise and sr; bm3d on sr has the status ``bm3d_sr``."""
+    rows = []
+    for method in ("identity", "bm3d"):
+        for degradation in ("noise", "sr"):
+            status = bm3d_sr if (method, degradation) == ("bm3d", "sr") else "ok"
+            ok = status == "ok"
+            rows.append({"method": method, "method_label": method, "method_params": "{}", "method_version": "v",
+                         "degradation": degradation, "degradation_label": degradation, "degradation_params": "{}",
+                         "degradation_version": "v", "dataset": "builtin", "profile": "smoke", "image": "a",
+                         "image_digest": "da", "seed": 0, "status": status, "created": "t",
+                         "error": None if ok else "bm3d does not apply to the task 'sr': no sr scheme",
+                         "psnr": 20.0 if ok else None, "ssim": 0.5 if ok else None, "ms_ssim": None, "lpips": None})
+    return pd.DataFrame(rows)
+
+
+def test_na_cells_are_in_the_baseline_and_pass_when_still_na():
+    base = make_baseline(_na_frame())
+    assert base.metadata["not_applicable"] == {"bm3d": {"sr": "bm3d does not apply to the task 'sr': no sr scheme"}}
+    assert "sr" not in base.cells["bm3d"]
+    result = compare(base, _na_frame(), parse_tolerances(""))
+    assert not result.failed
+    assert [(d.method, d.degradation, d.verdict) for d in result.deltas if d.metric == "n/a"] == [("bm3d", "sr", "n/a")]
+    assert "1 n/a" in format_check(result)
+
+
+def test_na_cell_that_fails_or_becomes_computed_is_reported():
+    base = make_baseline(_na_frame())
+    failed = compare(base, _na_frame("failed"), parse_tolerances(""))
+    assert failed.failed and any(d.verdict == "MISSING" and d.note.startswith("was n/a") for d in failed.deltas)
+    computed = compare(base, _na_frame("ok"), parse_tolerances(""))
+    assert not computed.failed and any(d.metric == "n/a" and d.verdict == "new" for d in computed.deltas)
+    assert compare(base, _na_frame("ok"), parse_tolerances(""), strict=True).failed
+
+
+def test_computed_cell_that_becomes_na_is_missing_with_the_reason():
+    base = make_baseline(_na_frame("ok"))
+    result = compare(base, _na_frame(), parse_tolerances(""))
+    assert result.failed
+    assert {d.note for d in result.deltas if d.method == "bm3d" and d.degradation == "sr"} == \
+        {"now n/a: bm3d does not apply to the task 'sr': no sr scheme"}

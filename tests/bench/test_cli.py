@@ -98,3 +98,28 @@ def test_click_usage_errors_are_one_error_line(args, code, first_line, capsys):
 def test_help_still_exits_zero(capsys):
     main(["run", "--help"])
     assert "--seed" in capsys.readouterr().out
+
+
+def test_run_prints_only_the_table_on_stdout_and_warnings_as_single_lines(tmp_path, monkeypatch, run_cli):
+    import bench.metrics
+
+    monkeypatch.setenv("BENCH_LPIPS_ALEXNET", str(tmp_path / "absent.pth"))
+    monkeypatch.setattr(bench.metrics, "_warned", set())
+    code, out, err = run_cli("run", "--profile", "smoke", "--methods", "identity", "--degradations", "noise",
+                             "--limit", "1", "--results-dir", tmp_path / "res", "--no-progress")
+    assert code == 0, err
+    assert "| noise | PSNR ↑ |" in out and out.rstrip().endswith("computed 1, cached 0, failed 0")
+    for line in out.splitlines():  # the table, its heading, caption and notes, the closing count: nothing else
+        assert not line.lower().startswith(("warning", "note:", "downloading", "info", "traceback")), line
+    assert "scikit-image's astronaut" in out  # the embedded image is named
+    warnings_shown = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert any("LPIPS is missing" in w and "BENCH_LPIPS_ALEXNET" in w for w in warnings_shown), err
+    assert any("MS-SSIM is missing" in w for w in warnings_shown), err
+    assert "Warning" not in err and ".py:" not in err and "Downloading" not in out + err, err
+
+
+def test_list_explains_automatic_defaults_and_choices():
+    out = invoke("list").output
+    assert "iterations (int) = auto: the task's official count × iteration_scale  [0 means auto]" in out
+    assert "sigma_dae (float) = auto: the checkpoint's σ  [0 means auto]" in out
+    assert "operator (identity | differentiable) = 'identity'" in out

@@ -108,3 +108,18 @@ def test_report_filters_are_checked_against_the_store():
         check_filters(df, ["dipp"], [])
     with pytest.raises(UnknownNameError, match="--profile quick: the store has no profile 'quick'. It holds: smoke."):
         check_filters(df, [], [], profile="quick")
+
+
+def test_the_default_grid_is_the_headline_comparison():
+    config = run_config_from({}, {})
+    assert config.methods == ["identity", "tv", "flowprior"] and config.degradations == ["noise", "jpeg", "multi"]
+
+
+def test_usual_device_names_are_checked_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.config import RunConfig; RunConfig(methods=['tv'], degradations=['noise'], "
+            "device='cuda:1'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,7 +1,9 @@
 """`bench figures` and the self-contained HTML report (tiny identity,tv smoke run)."""
 
+import json
 import shutil
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -95,3 +97,46 @@ def test_html_escapes_names(results, tmp_path):
     store.close()
     text = invoke("report", "--results-dir", res, "--format", "html", "--ci").output
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def _texts(figure):
+    return [t.get_text() for ax in figure.axes for t in ax.texts]
+
+
+def test_na_methods_are_labelled_in_grids_and_distributions(results):
+    from bench.plots import distribution_figure
+
+    df = frame(results)
+    noise = df[df["degradation_label"] == "noise"]
+    na = noise[noise["method"] == "tv"].assign(method="bm3d", method_label="bm3d", status="n/a", output_path=None,
+                                               error="bm3d does not apply to the task 'noise': test reason",
+                                               psnr=None, key="na")
+    grid = comparison_grid(pd.concat([noise, na]), results, method_colors(["identity", "tv", "bm3d"]), CleanImages())
+    assert grid.panels == ["clean", "degraded (noise)", "identity", "bm3d", "tv"]
+    assert "n/a\ntest reason" in _texts(grid.figure)
+    dist = distribution_figure(pd.concat([df, na]), method_colors(["identity", "tv", "bm3d"]))
+    assert "n/a" in _texts(dist.figure)
+
+
+def test_below_budget_share_is_shown_on_the_panel(results):
+    df = frame(results)
+    noise = df[df["degradation_label"] == "noise"].copy()
+    noise.loc[noise["method"] == "tv", "budget_fraction"] = 0.01
+    grid = comparison_grid(noise, results, method_colors(["identity", "tv"]), CleanImages())
+    assert any(t.endswith("1 % of budget") for t in _texts(grid.figure))
+
+
+def test_negative_losses_are_normalised_not_symlog(results):
+    from bench.plots import convergence_figure
+
+    df = frame(results)
+    nll = df.assign(trace=json.dumps({"loss": [3.0, -1.0, -2.0, -2.5]}))
+    fig = convergence_figure(nll, method_colors(df["method_label"]))
+    panels = [ax for ax in fig.figure.axes if ax.get_visible()]
+    assert {ax.get_yscale() for ax in panels} == {"linear"}
+    assert all("0 = min, 1 = max" in ax.get_ylabel() for ax in panels)
+    positive = convergence_figure(df, method_colors(df["method_label"]))
+    assert "log" in {ax.get_yscale() for ax in positive.figure.axes}
+    legend = fig.figure.legends[0]  # below the panels, clear of the title
+    fig.figure.draw_without_rendering()
+    assert legend.get_window_extent().y1 < fig.figure.axes[0].get_window_extent().y0

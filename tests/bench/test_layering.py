@@ -44,7 +44,8 @@ LAYERS = {
     "degradations": 5,
     "methods": 5,
     **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
-                                        "report", "figures", "baseline", "rescore", "cli")},
+                                        "annotations", "report", "plots", "figures", "baseline", "rescore", "bundle",
+                                        "bundle_cli", "keycache", "stored_images", "cli")},
 }
 HARNESS = 6
 

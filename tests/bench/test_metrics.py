@@ -71,3 +71,53 @@ def test_metric_suite_on_uint8_roundtrip():
     a = rng.random((64, 64, 3)).astype(np.float32)
     scores = MetricSuite(lpips=False)(to_tensor(a), to_tensor(a))
     assert scores["psnr"] == math.inf and scores["ssim"] == pytest.approx(1.0)
+
+
+def test_lpips_reuses_the_reference_features_without_changing_a_value(shared):
+    shared("weights", "alexnet_features.pth")
+    suite = MetricSuite()
+    assert suite.lpips.available
+    g = torch.Generator().manual_seed(3)
+    refs = [torch.rand(1, 3, 64, 80, generator=g) for _ in range(2)]
+    for ref in (refs[0], refs[0], refs[1], refs[0]):  # a hit, a miss, a miss back
+        dist = (ref + 0.1 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+        with torch.no_grad():
+            official = float(suite.lpips._model(dist * 2 - 1, ref * 2 - 1).item())  # lpips.LPIPS.forward
+        assert suite(ref, dist)["lpips"] == official
+
+
+def test_metrics_use_one_thread_and_restore_the_setting():
+    import bench.metrics as m
+
+    threads = torch.get_num_threads()
+    seen = []
+    original = m.psnr
+    try:
+        m.psnr = lambda ref, dist: seen.append(torch.get_num_threads()) or original(ref, dist)
+        torch.set_num_threads(2)
+        MetricSuite(lpips=False)(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        m.psnr = original
+        torch.set_num_threads(threads)
+
+
+def test_offline_lpips_is_one_warning_line_and_nothing_on_stdout(monkeypatch, tmp_path, capsys):
+    import urllib.error
+
+    import bench.metrics as m
+
+    def offline(url, **kwargs):
+        print(f'Downloading: "{url}" to {tmp_path}')  # what torch hub prints before it fails
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.delenv("BENCH_LPIPS_ALEXNET", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(m, "_warned", set())
+    with pytest.warns(UserWarning) as caught:
+        assert math.isnan(LpipsMetric()(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)))
+    assert capsys.readouterr().out == ""
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("LPIPS is missing:") and "BENCH_LPIPS_ALEXNET" in message
+    assert "README: Offline weights" in message and "--no-lpips" in message and "\n" not in message

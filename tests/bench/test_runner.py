@@ -104,7 +104,7 @@ def test_methods_never_receive_the_clean_image(tmp_path, monkeypatch):
     assert isinstance(obs, Observation) and isinstance(ctx, RestoreContext)
     assert set(vars(obs)) == {"y", "operator", "description", "task"}
     assert obs.task == "noise"  # the degradation's declared task travels with the observation
-    assert set(vars(ctx)) == {"generator", "seed", "profile", "device", "progress", "trace"}
+    assert set(vars(ctx)) == {"generator", "seed", "profile", "device", "progress", "trace", "steps"}
 
 
 def test_unknown_override_target_and_bad_set_syntax(tmp_path):
@@ -180,3 +180,33 @@ def test_checkpoint_parameters_are_keyed_by_content_not_path(tmp_path):
     assert first == same_again
     # no file parameter set: the key has no "files" entry (keys of earlier runs stay valid)
     assert "files" not in instantiate("method", "flowprior", {}, "smoke")[0].key_data()
+
+
+def test_not_applicable_cells_are_counted_stored_and_cached(tmp_path, run_cli):
+    """bm3d on sr is n/a by design: stored with its reason, counted apart, exit 0, not recomputed next time."""
+    args = ["run", "--methods", "identity,bm3d", "--degradations", "sr", "--limit", "1", "--profile", "smoke",
+            "--no-lpips", "--no-progress", "--results-dir", tmp_path / "res"]
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "computed 1, cached 0, failed 0, 1 n/a"
+    assert "| sr | PSNR ↑ |" in out and "| n/a |" in out and "failed:" not in err
+    rows = {r["method"]: r for r in Store(tmp_path / "res").rows()}
+    assert rows["bm3d"]["status"] == "n/a" and "super-resolution" in rows["bm3d"]["error"]
+    code, out, _ = run_cli(*args)
+    assert code == 0 and out.strip().splitlines()[-1] == "computed 0, cached 2, failed 0"
+
+
+def test_one_notice_for_a_grid_below_the_reference_budget(tmp_path, monkeypatch, capsys):
+    from bench.api import Budget
+    from methods.tv import TotalVariation
+
+    monkeypatch.setattr(TotalVariation, "reference_budget", Budget("iterations", 1000, source="test"))
+    run_grid(config(tmp_path, methods=["identity", "tv"], degradations=["noise", "jpeg"], limit=1))
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "reference budget" in line]
+    assert notes == ["note: 2 of 4 cell(s) run below their method's reference budget (tv: 4 % of the reference "
+                     "1000 iterations (profile smoke)); reports mark them with †."]
+    rows = Store(tmp_path / "res").rows()
+    assert {r["method"]: r["budget_fraction"] for r in rows} == {"identity": None, "tv": 0.04}
+    run_grid(config(tmp_path, methods=["identity"], degradations=["noise"], limit=1))
+    assert "reference budget" not in capsys.readouterr().err  # nothing below budget: no line

@@ -144,3 +144,13 @@ def test_an_edited_degradation_hides_its_older_rows_without_unhiding_older_metho
     sel = select(df, versions={("method", "tv"): "m1", ("degradation", "noise"): "d1"})
     assert list(sel.rows["psnr"]) == [3.0] and list(sel.hidden["reason"]) == ["older code"] * 2
     assert sel.ambiguous.empty
+
+
+def test_na_rows_filter_by_status_and_win_over_a_failed_duplicate():
+    """An "n/a" row is a result (the method does not apply), not a failure: shown before a failed duplicate."""
+    base = {"method": "bm3d", "method_label": "bm3d", "degradation": "sr", "degradation_label": "sr",
+            "dataset": "builtin", "profile": "smoke", "image": "a", "image_digest": "ha", "seed": 0}
+    df = pd.DataFrame([{**base, "status": "n/a", "created": "1"}, {**base, "status": "failed", "created": "2"}])
+    assert list(select_rows(df, status="n/a")["status"]) == ["n/a"] and select_rows(df, status="ok").empty
+    sel = select(df, versions={})
+    assert list(sel.rows["status"]) == ["n/a"] and list(sel.hidden["reason"]) == ["duplicate"]

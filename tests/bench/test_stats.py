@@ -77,7 +77,7 @@ def test_render_ci_formats_and_escaping():
     assert "| no_ise& | PSNR ↑ |" in md and "best" in md and "bootstrap" in md
     assert any(cell.strip().startswith("**2") and "[" in cell for cell in md.split("|"))
     csv = render(df, "csv", ci=True)
-    assert csv.splitlines()[0] == "dataset,profile,degradation,metric,method,mean,ci_low,ci_high,n_images,best,p_vs_best"
+    assert csv.splitlines()[0] == "dataset,profile,degradation,metric,method,mean,ci_low,ci_high,n_images,best,p_vs_best,note"
     latex = render(df, "latex", ci=True)
     assert r"\multirow[t]{4}{*}{no\_ise\&}" in latex and "no_ise&" not in latex and r"\bfseries" in latex
     html = render(df, "html", ci=True)

@@ -112,3 +112,38 @@ def test_put_image_rewrites_a_damaged_file_of_the_same_name(tmp_path):
     assert np.array_equal(read_stored_image(tmp_path, rel), image)
     digest = hashlib.sha256(str(image.shape).encode() + image.tobytes()).hexdigest()
     assert rel == f"images/{digest[:2]}/{digest}.png"
+
+
+def test_intact_files_are_checked_by_their_bytes_not_decoded(monkeypatch, results):
+    """A re-run hashes each PNG against the sha256 recorded when it was written or last verified; only a file
+    whose bytes changed is decoded (and judged by its pixels)."""
+    import bench.store
+
+    keys = {r["key"] for r in Store(results).rows()}
+    decoded = []
+
+    def read(root, rel):
+        decoded.append(rel)
+        return read_stored_image(root, rel)
+
+    monkeypatch.setattr(bench.store, "read_stored_image", read)
+    store = Store(results)
+    assert store.cached_keys(keys) == keys and decoded == []
+    store.close()
+    rel = rows_by_method(results)["tv"]["output_path"]
+    good = (results / rel).read_bytes()
+    pixels = np.asarray(Image.open(io.BytesIO(good)).convert("RGB"))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # other bytes, the same pixels: intact
+    (results / rel).write_bytes(buffer.getvalue())
+    store = Store(results)
+    assert store.cached_keys(keys) == keys and decoded == [rel]
+    store.close()
+    store = Store(results)  # its new bytes were recorded: no decoding next time
+    assert store.cached_keys(keys) == keys and decoded == [rel]
+    flip_bytes(results / rel)
+    assert store.image_state(rel) == "ok"  # verified once per Store
+    store.close()
+    store = Store(results)
+    assert store.cached_keys(keys) == keys - {rows_by_method(results)["tv"]["key"]} and rel in store.corrupt
+    store.close()

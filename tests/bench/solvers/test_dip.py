@@ -22,7 +22,7 @@ BEFORE = {
     "jpeg": ("jpeg", 2400, 1 / 30, "small", 3, 0.005),
     "blur": ("blur", 3000, 0.03, "skip", 32, 0.0),
     "sr": ("sr", 2000, 0.03, "skip", 32, 0.0),
-    "inpaint": ("inpaint", 5000, 0.03, "skip", 32, 0.0),
+    "inpaint": ("inpaint", 6001, 0.03, "skip", 32, 0.0),
     "multi": ("multi", 3000, 1 / 30, "skip", 32, 0.005),
 }
 

@@ -19,6 +19,20 @@ MINIMAL_OPTIONS = {
     "srflow": ["--steps", "1", "--config", "tiny", "--patch", "32", "--batch", "1"],
     "deflow": ["--steps", "1", "--config", "tiny", "--patch", "16", "--batch", "1", "--no-progress"],
     "dae": ["--sigma", "25", "--steps", "1", "--no-progress"],
+    "drunet": [
+        "--steps",
+        "1",
+        "--channels",
+        "4,4,4,4",
+        "--blocks",
+        "1",
+        "--patch",
+        "16",
+        "--batch-size",
+        "2",
+        "--no-progress",
+    ],
+    "epll": ["--steps", "1", "--components", "2", "--patches", "200", "--val-patches", "20", "--no-progress"],
 }
 
 
@@ -48,8 +62,14 @@ def test_trainer_refuses_an_evaluation_image(name, folders, tmp_path):
         pytest.fail(f"trainer '{name}' has no minimal options in MINIMAL_OPTIONS: add them to test its guard")
     training, ordinary = folders
     out = tmp_path / "model.pt"
-    args = ["train", name, *folders_option(name, str(training), str(ordinary)), "--out", str(out),
-            *MINIMAL_OPTIONS[name]]
+    args = [
+        "train",
+        name,
+        *folders_option(name, str(training), str(ordinary)),
+        "--out",
+        str(out),
+        *MINIMAL_OPTIONS[name],
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0, result.output
     message = str(result.exception) if not isinstance(result.exception, SystemExit) else result.output.strip()

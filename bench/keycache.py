@@ -1,0 +1,363 @@
+"""Remembered cell keys: a fully cached ``bench run`` needs neither torch nor the plugins nor the images.
+
+Computing a grid's cache keys imports every plugin (torch, the networks) to read and resolve its
+parameters, and reads every image to hash its pixels: seconds before the store is even asked. The same
+command computes the same keys again, so after each run they are saved in the results directory
+(``keycache/<hash of the request>.json``) together with what they were computed from:
+
+* the request: every :class:`~bench.config.RunConfig` field that enters a key (methods, degradations,
+  parameters, dataset, limit, crop, profile, seeds, data root, device), the working directory, the
+  Python environment, the machine (host name, CPU flags: ``precision=auto`` is resolved per CPU) and the
+  ``BENCH_*`` environment variables;
+* the files, by size and modification time: every file of the project packages and of the plugins'
+  packages (sources and packaged weights), the dataset folder and its images, every file a parameter
+  names (``checkpoint=...``), and the ``site-packages`` folders (installing or removing a package
+  changes them).
+
+A later run with the same request whose files all still match takes the keys from there (a few hundred
+``stat`` calls); anything else computes them as before. The entry only saves work: a key missing from
+the store, or a damaged image, sends the run down the normal path. Runs that logged a warning about
+their input (a converted image, a skipped file, a plugin that failed to load) are not remembered, so
+those warnings are shown on every run; ``note:`` lines a run printed are replayed. The run's table is
+remembered too, with a digest of the stored rows it shows: while they are unchanged it is printed as it
+was (no pandas, no report code); once they change (``bench rescore``, an import) it is rendered again.
+A snapshot taken before the keys are computed guards against a file edited while the grid runs.
+
+Example:
+    >>> import tempfile
+    >>> from bench.config import RunConfig
+    >>> config = RunConfig(methods=["identity"], degradations=["noise"], results_dir=tempfile.mkdtemp())
+    >>> remembered_keys(config) is None  # nothing remembered yet
+    True
+    >>> remember(config, ["k1", "k2"], Watch())
+    >>> remembered_keys(config).keys
+    ['k1', 'k2']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.codeversion import PROJECT_PACKAGES, module_file
+
+FORMAT = 1
+FOLDER = "keycache"
+KEY_FIELDS = ("methods", "degradations", "overrides", "dataset", "limit", "crop", "profile", "seeds", "data_root",
+              "device")
+
+
+@dataclass
+class Remembered:
+    """The keys of a remembered run, the ``note:`` lines it printed and its table (rows digest, text)."""
+
+    keys: list[str]
+    notes: list[str] = field(default_factory=list)
+    table: list[str] | None = None
+
+
+def cpu_flags() -> str:
+    """sha256 prefix of the CPU feature flags (Linux ``/proc/cpuinfo``; the processor name elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            text = next((line for line in handle if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        text = platform.processor()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def request(config: Any) -> dict[str, Any]:
+    """Everything besides files that decides the keys of ``config``'s grid."""
+    return {
+        "format": FORMAT,
+        "config": {name: getattr(config, name) for name in KEY_FIELDS},
+        "cwd": os.getcwd(),
+        "python": [sys.prefix, sys.version],  # the environment (sys.executable differs between python and python3)
+        "host": platform.node(),
+        "cpu": cpu_flags(),
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") or k == "CUDA_VISIBLE_DEVICES"},
+    }
+
+
+def entry_path(config: Any, req: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(req, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return Path(config.results_dir) / FOLDER / f"{digest}.json"
+
+
+def stat_of(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file or folder; None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def tree(folder: Path) -> Iterator[str]:
+    """``folder`` and every folder and file below it (``__pycache__`` left out: Python writes there)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        yield root
+        yield from (os.path.join(root, name) for name in files)
+
+
+def package_folder(name: str) -> Path | None:
+    """The folder of the top-level package ``name``, found without importing it."""
+    init = module_file(name)
+    return init.parent if init is not None and init.name == "__init__.py" else None
+
+
+def dataset_files(config: Any) -> list[str]:
+    """The dataset folder and its entries (``builtin`` has none: its images come with scikit-image)."""
+    if config.dataset.startswith("folder:"):
+        folder = Path(config.dataset[len("folder:"):]).expanduser()
+    elif config.dataset == "div2k":
+        root = config.data_root or os.environ.get("BENCH_DIV2K_ROOT")
+        folder = Path(root) / "DIV2K_valid_HR" if root else None
+    else:
+        return []
+    if folder is None or not folder.is_dir():
+        return [str(folder)] if folder else []
+    return [str(folder), *(str(entry) for entry in sorted(folder.iterdir()))]
+
+
+def watched_files(config: Any, packages: Iterable[str], parameter_files: Iterable[str]) -> list[str]:
+    """Every file and folder whose change may change the keys (see the module docstring)."""
+    paths = []
+    for name in dict.fromkeys([*PROJECT_PACKAGES, *packages]):
+        folder = package_folder(name)
+        if folder is not None:
+            paths += tree(folder)
+    # installing, upgrading or removing a package (a plugin, torch, pandas) changes its folder's entries
+    paths += [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+    return paths + dataset_files(config) + [os.path.abspath(p) for p in parameter_files]
+
+
+def remembered_keys(config: Any) -> Remembered | None:
+    """The keys remembered for ``config`` when nothing they depend on changed since; else None."""
+    req = request(config)
+    try:
+        entry = json.loads(entry_path(config, req).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("request") != json.loads(json.dumps(req, default=str)):
+        return None
+    files = entry.get("files", {})
+    if set(files) != set(watched_files(config, entry.get("packages", []), entry.get("parameter_files", []))):
+        return None  # a file was added or removed
+    if any(stat_of(path) != value for path, value in files.items()):
+        return None
+    return Remembered(list(entry["keys"]), list(entry.get("notes", [])), entry.get("table"))
+
+
+def snapshot(config: Any, packages: Iterable[str] = (), parameter_files: Iterable[str] = ()) -> dict[str, Any]:
+    """``{path: [size, mtime_ns]}`` of the watched files."""
+    return {path: stat_of(path) for path in watched_files(config, packages, parameter_files)}
+
+
+def remember(config: Any, keys: list[str], watch: Watch, packages: Iterable[str] = (),
+             parameter_files: Iterable[str] = (), before: dict[str, Any] | None = None) -> None:
+    """Save ``keys`` for ``config``. Nothing is saved when ``watch`` saw an input warning, when a file of the
+    snapshot ``before`` (taken before the keys were computed) changed meanwhile — the keys may stand for the
+    old file — or when the folder is read-only."""
+    if watch.warned:
+        return
+    req = request(config)
+    packages, parameter_files = sorted(set(packages)), sorted(set(parameter_files))
+    files = snapshot(config, packages, parameter_files)
+    if before is not None and any(files.get(path) != value for path, value in before.items()):
+        return
+    entry = {"request": req, "keys": keys, "notes": watch.notes, "packages": packages,
+             "parameter_files": parameter_files, "files": files}
+    write_entry(entry_path(config, req), entry)
+
+
+def write_entry(path: Path, entry: dict[str, Any]) -> None:
+    """Write atomically (a concurrent reader sees the old entry or the new one); a read-only folder is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(entry, out, default=str)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+class Watch(logging.Handler):
+    """What a run showed that a remembered run must show too: input warnings (``warned``) and ``note:`` lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.warned = False
+        self.notes: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warned = True
+
+
+NOTE = re.compile(r"(?<![A-Za-z])note: .*")
+
+
+class _Tee:
+    """A stderr that keeps the ``note:`` lines written through it."""
+
+    def __init__(self, stream: Any, notes: list[str]):
+        self.stream, self.notes, self.pending = stream, notes, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = re.split(r"[\r\n]", self.pending + text)  # progress bars end their lines with \r
+        self.notes += [found[0] for found in map(NOTE.search, lines) if found]  # also after a bar's \r-less text
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@dataclass
+class CachedSummary:
+    """What :func:`bench.runner.run_grid` returns (its ``Summary``), for a run served from remembered keys."""
+
+    keys: list[str]
+    computed: int = 0
+    failed: int = 0
+    na: int = 0
+    errors: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    table: str | None = None  # the remembered table, when the rows it was made from are unchanged
+
+    @property
+    def cached(self) -> int:
+        return len(self.keys)
+
+    def line(self) -> str:
+        return f"computed 0, cached {self.cached}, failed 0"  # Summary.line() of a run that computed nothing
+
+
+def cached_run(config: Any) -> CachedSummary | None:
+    """The run of ``config`` when its keys are remembered and every cell is in the store, intact; else None.
+
+    Its ``note:`` lines are printed again on stderr."""
+    from bench.store import DB_NAME, Store
+
+    remembered = remembered_keys(config)
+    if remembered is None or not (Path(config.results_dir) / DB_NAME).is_file():
+        return None
+    store = Store(config.results_dir)
+    try:
+        wanted = set(remembered.keys)
+        done = store.cached_keys(remembered.keys) | ({r["key"] for r in store.rows("n/a")} & wanted)
+        table = remembered.table if done == wanted and remembered.table else None
+        if table is not None and table[0] != rows_digest(store, remembered.keys):
+            table = None
+    finally:
+        store.close()
+    if done != wanted:
+        return None  # something to compute (or a damaged image to recompute): the normal path says what
+    for note in remembered.notes:
+        print(note, file=sys.stderr)
+    return CachedSummary(list(remembered.keys), table=table[1] if table else None)
+
+
+def rows_of(store: Any, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The stored rows of ``keys``, every column, in key order (the store's other rows are not read)."""
+    ordered = sorted(set(keys))
+    for start in range(0, len(ordered), 500):  # SQLite limits the number of parameters of one statement
+        chunk = ordered[start:start + 500]
+        yield from map(dict, store.execute(f"SELECT * FROM cells WHERE key IN ({', '.join('?' * len(chunk))}) "
+                                           "ORDER BY key", chunk))
+
+
+def rows_digest(store: Any, keys: list[str]) -> str:
+    """sha256 of the stored rows of ``keys`` (every column): the table of a run is a function of them."""
+    digest = hashlib.sha256()
+    for row in rows_of(store, keys):
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def run_table(config: Any, summary: Any) -> str:
+    """The Markdown table of a run's cells: the remembered one when its rows are unchanged, else rendered (with
+    pandas and the report code) and remembered."""
+    from bench.store import Store
+
+    if getattr(summary, "table", None) is not None:
+        return summary.table
+    from bench.report import render
+
+    store = Store(config.results_dir)
+    try:
+        df = store.dataframe()
+        text = render(df[df["key"].isin(summary.keys)], "markdown")
+        digest = rows_digest(store, list(summary.keys))
+    finally:
+        store.close()
+    path = entry_path(config, request(config))
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return text
+    if entry.get("keys") == list(summary.keys):
+        entry["table"] = [digest, text]
+        write_entry(path, entry)
+    return text
+
+
+def remember_run(config: Any) -> Any:
+    """:func:`bench.runner.run_grid` of ``config``, its keys remembered for the next run (see the module docstring)."""
+    from bench.cells import is_file_parameter
+    from bench.errors import BenchError
+    from bench.registry import lookup
+    from bench.runner import run_grid
+    from bench.store import Store
+
+    packages = set()
+    for kind, names in (("method", config.methods), ("degradation", config.degradations)):
+        for name in names:
+            with contextlib.suppress(BenchError):  # an unknown name: run_grid says so, in its order
+                packages.add(lookup(kind, name).__module__.split(".")[0])
+    given = {value for table in config.overrides.values() for name, values in table.items() if is_file_parameter(name)
+             for value in (values if isinstance(values, list) else [values]) if isinstance(value, str) and value}
+    before = snapshot(config, packages, given)  # the files as the keys are computed from them
+    with watching() as watch:
+        summary = run_grid(config)
+    store = Store(config.results_dir)
+    try:
+        rows = list(rows_of(store, summary.keys))
+    finally:
+        store.close()
+    files = {value for row in rows for column in ("method_params", "degradation_params")
+             for name, value in json.loads(row[column] or "{}").items()
+             if is_file_parameter(name) and isinstance(value, str) and value}
+    remember(config, list(summary.keys), watch, packages, files | given, before)
+    return summary
+
+
+@contextlib.contextmanager
+def watching() -> Iterator[Watch]:
+    """Watch a run: warnings of the loggers that report on its input, and the notes it prints on stderr."""
+    watch = Watch()
+    loggers = [logging.getLogger(name) for name in ("bench.datasets", "bench.images", "bench.registry")]
+    for logger in loggers:
+        logger.addHandler(watch)
+    try:
+        with contextlib.redirect_stderr(_Tee(sys.stderr, watch.notes)):
+            yield watch
+    finally:
+        for logger in loggers:
+            logger.removeHandler(watch)

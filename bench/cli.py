@@ -81,7 +81,7 @@ def run(**options: Any) -> None:
     if summary.corrupt:
         click.echo(f"warning: {len(summary.corrupt)} stored image(s) were corrupt and were recomputed ("
                    + ", ".join(summary.corrupt[:3]) + (", ..." if len(summary.corrupt) > 3 else "") + ")", err=True)
-    click.echo(summary.line())
+    click.echo(summary.line(), err=True)  # stdout holds the table only (it can be redirected to a file)
     if summary.failed:
         sys.exit(1)
 

@@ -25,7 +25,9 @@ class PlugAndPlay(Method):
     The denoiser (``methods/weights/drunet_cpu.md``) is a small DRUNet trained here on
     BSDS200 + Yang91 for all noise levels in [0, 50]/255 (``bench train drunet``). With
     the identity operator (noise, JPEG treated as noise of its measured level) the
-    restoration is one denoiser call at the operator's σ·``sigma_scale``; otherwise
+    restoration is one denoiser call at the operator's σ (for JPEG, whose error is
+    not white noise, at σ·``jpeg_sigma_scale``: 1.5, chosen on BSDS training crops by
+    ``benchmarks/tune_pnp.py``); otherwise
     half-quadratic splitting (:mod:`bench.solvers.pnp`) alternates a data step
     ``argmin ‖A(x) − y‖² + ρ_k‖x − z‖²`` (conjugate gradients, ``cg_steps``) and a
     denoiser step at ``σ_k``, with DPIR's schedule: ``σ_k`` log-spaced from 49/255 to
@@ -52,15 +54,15 @@ class PlugAndPlay(Method):
         checkpoint: str = ""  # a denoiser written by `bench train drunet`; empty: the packaged drunet_cpu.pt
         iterations: int = 0  # HQS iterations; 0 = automatic by task (8 blur/multi, 24 sr/inpaint)
         cg_steps: int = 10
-        sigma_scale: float = 1.0  # multiplies the operator's σ for the denoiser (noise and JPEG)
+        jpeg_sigma_scale: float = 1.5  # the denoiser's σ for JPEG, × the operator's (chosen on training crops)
 
         def __post_init__(self) -> None:
             if self.iterations < 0:
                 raise ValueError(f"iterations={self.iterations} must be >= 0 (0 = automatic by task)")
             if self.cg_steps < 1:
                 raise ValueError(f"cg_steps={self.cg_steps} must be >= 1")
-            if not self.sigma_scale > 0:
-                raise ValueError(f"sigma_scale={self.sigma_scale} must be > 0")
+            if not self.jpeg_sigma_scale > 0:
+                raise ValueError(f"jpeg_sigma_scale={self.jpeg_sigma_scale} must be > 0")
             if self.checkpoint and not self.checkpoint.endswith((".pt", ".pth")):
                 raise ValueError(f"checkpoint='{self.checkpoint}' must be a .pt file written by `bench train drunet`")
 
@@ -77,8 +79,9 @@ class PlugAndPlay(Method):
         model, _ = load_checkpoint(Path(p.checkpoint).expanduser() if p.checkpoint else DEFAULT_CHECKPOINT)
         shape = tuple(obs.y.shape[-2:])
         if obs.task in ("noise", "jpeg", "") and is_identity(obs.operator, shape):
-            ctx.log("sigma", obs.sigma * 255)
-            return denoise(model, obs.y, obs.sigma * p.sigma_scale).clamp(0, 1)
+            sigma = obs.sigma * (p.jpeg_sigma_scale if obs.task == "jpeg" else 1.0)
+            ctx.log("sigma", sigma * 255)
+            return denoise(model, obs.y, sigma).clamp(0, 1)
         x0 = obs.operator.init(obs.y)
         if obs.operator.mask is not None:
             x0 = fill_missing(x0, obs.operator.mask)

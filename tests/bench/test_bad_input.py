@@ -58,10 +58,10 @@ def test_unusable_images_stop_with_the_file_named(monkeypatch, capsys, tmp_path,
 def test_convertible_inputs_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
     with caplog.at_level(logging.WARNING):
-        code, out, _ = run_on(run_cli, tmp_path, folder)
+        code, out, err = run_on(run_cli, tmp_path, folder)
     assert code == 0, out
     assert message in caplog.text
-    assert "failed 0" in out
+    assert "failed 0" in err
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_image_smaller_than_the_flow_prior_patch(monkeypatch, capsys, tmp_path, 
     code, out, err = run_cli("run", "--dataset", f"folder:{folder}", "--methods", "flowprior",
                              "--degradations", "noise", "--profile", "quick", "--no-lpips", "--no-progress",
                              "--results-dir", str(tmp_path / "res"))
-    assert code == 1 and "failed 1" in out
+    assert code == 1 and "failed 1" in err
     assert ("failed: flowprior on noise/tiny40: ValueError: flowprior restores 64×64 patches but the image is "
             "40×40 px; use images or crops of at least 64 px (e.g. --crop 64)") in err
 
@@ -217,7 +217,7 @@ def test_a_string_for_a_list_key_is_comma_separated(monkeypatch, capsys, tmp_pat
     cfg.write_text('methods = "identity"\ndegradations = "noise"\nseeds = "0,1"\n')
     code, out, err = run_cli("run", "--config", str(cfg), "--profile", "smoke", "--limit", "1",
                              "--no-lpips", "--no-progress", "--results-dir", str(tmp_path / "res"))
-    assert code == 0 and "computed 2, cached 0, failed 0" in out, err
+    assert code == 0 and "computed 2, cached 0, failed 0" in err, err
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -276,8 +276,8 @@ def tiff(values):
 def test_other_encodings_are_converted_with_a_warning(monkeypatch, capsys, caplog, tmp_path, name, writer, message, run_cli):
     folder = folder_with(tmp_path, name, writer)
     with caplog.at_level(logging.WARNING):
-        code, out, _ = run_on(run_cli, tmp_path, folder, "--crop", "32")
-    assert code == 0 and "failed 0" in out, out
+        code, out, err = run_on(run_cli, tmp_path, folder, "--crop", "32")
+    assert code == 0 and "failed 0" in err, out
     assert f"{folder / name}: {message}" in caplog.text and "alpha" not in caplog.text
 
 

@@ -98,7 +98,7 @@ def test_round_trip_report_identical_and_cached(run_cli, source, tmp_path):
 
     code, out, err = run_cli("run", "--results-dir", target, *GRID)  # the imported cells count as cached
     assert code == 0, err
-    assert out.strip().endswith("computed 0, cached 4, failed 0")
+    assert err.strip().endswith("computed 0, cached 4, failed 0")
 
 
 def test_export_filters_and_damaged_images(run_cli, source, tmp_path):
@@ -137,8 +137,8 @@ def test_import_repairs_damaged_local_images(run_cli, bundle, tmp_path):
     (target / damaged).write_bytes(b"damaged")
     code, out, _ = run_cli("import", bundle, "--results-dir", target)
     assert code == 0 and out.startswith("imported 0 cell(s) from all.zip (1 image file(s) written); 4 already present")
-    code, out, _ = run_cli("run", "--results-dir", target, *GRID)
-    assert out.strip().endswith("computed 0, cached 4, failed 0")
+    code, out, err = run_cli("run", "--results-dir", target, *GRID)
+    assert err.strip().endswith("computed 0, cached 4, failed 0")
 
 
 def test_columns_of_a_newer_bench_are_ignored_and_said(run_cli, bundle, tmp_path):
@@ -177,8 +177,8 @@ def test_bundle_of_other_code_versions(run_cli, bundle, tmp_path):
     code, out, err = run_cli("import", repack(bundle, tmp_path / "old.zip", rows=older_tv), "--results-dir", target)
     assert code == 0 and out.startswith("imported 4 cell(s)")
     assert "note: 2 imported cell(s) were made by other code versions than this checkout's (tv ×2)" in err
-    code, out, _ = run_cli("run", "--results-dir", target, *GRID)
-    assert out.strip().endswith("computed 2, cached 2, failed 0")  # only identity's cells were current
+    code, out, err = run_cli("run", "--results-dir", target, *GRID)
+    assert err.strip().endswith("computed 2, cached 2, failed 0")  # only identity's cells were current
     code, _, err = run_cli("report", "--results-dir", target)
     assert "not shown: 2 result(s) of older code versions (tv)" in err
 

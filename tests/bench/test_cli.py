@@ -108,8 +108,8 @@ def test_run_prints_only_the_table_on_stdout_and_warnings_as_single_lines(tmp_pa
     code, out, err = run_cli("run", "--profile", "smoke", "--methods", "identity", "--degradations", "noise",
                              "--limit", "1", "--results-dir", tmp_path / "res", "--no-progress")
     assert code == 0, err
-    assert "| noise | PSNR ↑ |" in out and out.rstrip().endswith("computed 1, cached 0, failed 0")
-    for line in out.splitlines():  # the table, its heading, caption and notes, the closing count: nothing else
+    assert "| noise | PSNR ↑ |" in out and err.rstrip().endswith("computed 1, cached 0, failed 0")
+    for line in out.splitlines():  # the table, its heading, caption and notes: nothing else
         assert not line.lower().startswith(("warning", "note:", "downloading", "info", "traceback")), line
     assert "scikit-image's astronaut" in out  # the embedded image is named
     warnings_shown = [line for line in err.splitlines() if line.startswith("warning: ")]

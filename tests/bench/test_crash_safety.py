@@ -49,7 +49,7 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path, kill_after):
     assert len(before) >= kill_after
     done = subprocess.run(bench(results), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "failed 0" in done.stdout
+    assert "failed 0" in done.stderr
     rows = ok_rows(results)
     assert len(rows) == 12
     assert max(Counter(k for k, _ in rows).values()) == 1
@@ -57,7 +57,7 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path, kill_after):
     for _, path in rows:
         assert read_png(results / path).shape == (64, 64, 3)
     again = subprocess.run(bench(results), env=ENV, capture_output=True, text=True, timeout=120)
-    assert "computed 0, cached 12, failed 0" in again.stdout
+    assert "computed 0, cached 12, failed 0" in again.stderr
 
 
 def lpips_rows(results):

@@ -72,7 +72,7 @@ def check(results, args: list[str]) -> None:
     before = snapshot(results)
     code, out, err = bench(["run", *args, "--results-dir", str(results)])
     assert "Traceback" not in out + err, err
-    last = out.strip().splitlines()[-1] if out.strip() else ""
+    last = err.strip().splitlines()[-1] if err.strip() else ""  # the closing count goes to stderr
     summary = SUMMARY.match(last)
     if summary and code == (1 if int(summary.group(1)) else 0):
         return  # a valid run (failed cells, e.g. for an extreme noise level, are reported and exit 1)

@@ -55,7 +55,7 @@ def test_rescore_fills_lpips_equal_to_a_fresh_run_and_records_it(monkeypatch, ca
     code, out, err = run_cli("rescore", "--results-dir", without)  # nothing left to fill
     assert code == 0 and "rescored 0 row(s)" in out
     code, out, err = run_cli(*RUN, "--results-dir", without)  # the cache keeps them
-    assert "computed 0, cached 2" in out and rows(without) == rescored
+    assert "computed 0, cached 2" in err and rows(without) == rescored
 
 
 def test_rescore_recomputes_selected_metrics_of_selected_methods(monkeypatch, capsys, tmp_path, run_cli):

@@ -188,12 +188,12 @@ def test_not_applicable_cells_are_counted_stored_and_cached(tmp_path, run_cli):
             "--no-lpips", "--no-progress", "--results-dir", tmp_path / "res"]
     code, out, err = run_cli(*args)
     assert code == 0, err
-    assert out.strip().splitlines()[-1] == "computed 1, cached 0, failed 0, 1 n/a"
+    assert err.strip().splitlines()[-1] == "computed 1, cached 0, failed 0, 1 n/a"
     assert "| sr | PSNR ↑ |" in out and "| n/a |" in out and "failed:" not in err
     rows = {r["method"]: r for r in Store(tmp_path / "res").rows()}
     assert rows["bm3d"]["status"] == "n/a" and "super-resolution" in rows["bm3d"]["error"]
-    code, out, _ = run_cli(*args)
-    assert code == 0 and out.strip().splitlines()[-1] == "computed 0, cached 2, failed 0"
+    code, out, err = run_cli(*args)
+    assert code == 0 and err.strip().splitlines()[-1] == "computed 0, cached 2, failed 0"
 
 
 def test_one_notice_for_a_grid_below_the_reference_budget(tmp_path, monkeypatch, capsys):

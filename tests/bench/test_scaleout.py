@@ -78,13 +78,13 @@ def test_two_concurrent_runs_on_one_store(tmp_path):
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
-        assert "failed 0" in out
+        assert "failed 0" in err
     with sqlite3.connect(results / "results.sqlite") as conn:
         keys = [k for (k,) in conn.execute("SELECT key FROM cells WHERE status='ok'")]
     assert len(keys) == 12 and max(Counter(keys).values()) == 1  # 2 methods × 3 degradations × 2 images
     again = subprocess.run(bench_cmd(results, "identity,tv", "noise,jpeg,multi"), env=ENV, capture_output=True,
                            text=True, timeout=300)
-    assert "computed 0, cached 12, failed 0" in again.stdout
+    assert "computed 0, cached 12, failed 0" in again.stderr
 
 
 KILLER = textwrap.dedent(

@@ -47,7 +47,7 @@ def truncate(path):
 def results(monkeypatch, capsys, tmp_path, run_cli):
     res = tmp_path / "res"
     code, out, err = run_cli(*RUN, "--results-dir", res)
-    assert code == 0 and "computed 2, cached 0, failed 0" in out, err
+    assert code == 0 and "computed 2, cached 0, failed 0" in err, err
     return res
 
 
@@ -61,13 +61,13 @@ def test_corrupt_restored_image_is_recomputed_and_reported(monkeypatch, capsys, 
         read_stored_image(results, rel)
     code, out, err = run_cli(*RUN, "--results-dir", results)
     assert code == 0, err
-    assert "computed 1, cached 1, failed 0" in out
+    assert "computed 1, cached 1, failed 0" in err
     assert f"warning: 1 stored image(s) were corrupt and were recomputed ({rel})" in err
     assert (results / rel).read_bytes() == good  # rewritten: the same pixels, so the same name
     after = rows_by_method(results)
     assert after["tv"]["psnr"] == before["tv"]["psnr"] and after["identity"] == before["identity"]
     code, out, err = run_cli(*RUN, "--results-dir", results)
-    assert "computed 0, cached 2, failed 0" in out and "corrupt" not in err
+    assert "computed 0, cached 2, failed 0" in err and "corrupt" not in err
     code, out, err = run_cli("figures", "--out", tmp_path / "figs", "--results-dir", results)
     assert code == 0 and "note" not in err, err
 
@@ -78,7 +78,7 @@ def test_corrupt_degraded_image_recomputes_every_cell_that_uses_it(monkeypatch, 
     assert before["identity"]["output_path"] == rel  # identity returns its input: one file, two uses
     flip_bytes(results / rel)
     code, out, err = run_cli(*RUN, "--results-dir", results)
-    assert code == 0 and "computed 2, cached 0, failed 0" in out, err
+    assert code == 0 and "computed 2, cached 0, failed 0" in err, err
     assert err.count("stored image(s) were corrupt") == 1 and "warning: 1 stored image(s)" in err
     read_stored_image(results, rel)
     assert rows_by_method(results)["tv"]["psnr"] == before["tv"]["psnr"]

@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import checkpoints
-from bench.checkpoints import ModelCache, sha256_file, to_primitive
-from bench.errors import CheckpointError
+from bench.checkpoints import ModelCache
+from bench.nets.model_files import build_model, read_model, save_model
 
 # the packaged weights ship with the ``methods`` package (package data); only their path is needed here
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "methods" / "weights"
@@ -117,39 +116,15 @@ def save_checkpoint(
     ``extra``: more top-level entries (tensors and primitives), e.g. what a
     trainer needs to resume; loading ignores them.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "version": 1,
-        "config": model.config,
-        "sigma": float(sigma),
-        "meta": to_primitive(dict(meta or {})),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        **(extra or {}),
-    }
-    checkpoints.save_checkpoint(payload, path)
-    return sha256_file(path)
+    return save_model(model, path, FORMAT, model.config, meta, {"sigma": float(sigma), **(extra or {})})
 
 
-_HINT = "retrain it with `bench train dae` or point --set <method>.checkpoint=PATH at a valid file"
+HINT = "retrain it with `bench train dae` or point --set <method>.checkpoint=PATH at a valid file"
 
 
 def read_payload(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The checked info (config, sigma, meta, path) and state dict of the DAE checkpoint at ``path``, uncached."""
-    if not path.is_file():
-        raise CheckpointError(f"DAE checkpoint '{path}' does not exist; {_HINT}.")
-    try:
-        payload = checkpoints.load_checkpoint(path)
-    except CheckpointError as err:
-        raise CheckpointError(f"DAE {err} ({_HINT})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is not a restoration-bench DAE checkpoint (format '{FORMAT}'); {_HINT}.")
-    config, state = payload.get("config"), payload.get("state_dict")
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise CheckpointError(f"DAE checkpoint '{path}' lacks its 'config' or 'state_dict'; {_HINT}.")
-    info = {"config": config, "sigma": payload.get("sigma"), "meta": payload.get("meta", {}), "path": str(path)}
-    return info, state
+    return read_model(path, FORMAT, "DAE", HINT, fields=("sigma",))
 
 
 # payloads (not modules) are cached: every caller gets a fresh network it may move or cast
@@ -166,13 +141,6 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         >>> info["sigma"], model.training
         (25.0, False)
     """
-    path = Path(path)
-    info, state = PAYLOADS.get(path)
-    try:
-        model = DAE(**{k: info["config"][k] for k in ("depth", "channels", "batchnorm")})
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"DAE checkpoint '{path}' does not match its own config ({first}).") from None
-    model.eval().requires_grad_(False)
+    info, state = PAYLOADS.get(Path(path))
+    model = build_model(lambda c: DAE(**{k: c[k] for k in ("depth", "channels", "batchnorm")}), info, state, "DAE")
     return model.to(device), info

@@ -34,9 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import checkpoints
-from bench.checkpoints import ModelCache, sha256_file, to_primitive
-from bench.errors import CheckpointError
+from bench.checkpoints import ModelCache
+from bench.nets.model_files import build_model, read_model, save_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "methods" / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "drunet_cpu.pt"
@@ -126,16 +125,7 @@ def save_checkpoint(
     model: DRUNet, path: str | os.PathLike, meta: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
 ) -> str:
     """Write ``model`` atomically (``extra``: resume state, ignored when loading); returns the file's sha256."""
-    payload = {
-        "format": FORMAT,
-        "version": 1,
-        "config": model.config,
-        "meta": to_primitive(dict(meta or {})),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        **(extra or {}),
-    }
-    checkpoints.save_checkpoint(payload, Path(path))
-    return sha256_file(path)
+    return save_model(model, path, FORMAT, model.config, meta, extra)
 
 
 HINT = "train one with `bench train drunet` or point --set pnp.checkpoint=PATH at a valid file"
@@ -143,18 +133,7 @@ HINT = "train one with `bench train drunet` or point --set pnp.checkpoint=PATH a
 
 def read_payload(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The checked info (config, meta, path) and state dict of the DRUNet checkpoint at ``path``, uncached."""
-    if not path.is_file():
-        raise CheckpointError(f"DRUNet checkpoint '{path}' does not exist; {HINT}.")
-    try:
-        payload = checkpoints.load_checkpoint(path)
-    except CheckpointError as err:
-        raise CheckpointError(f"DRUNet {err} ({HINT})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"'{path}' is not a restoration-bench DRUNet checkpoint (format '{FORMAT}'); {HINT}.")
-    config, state = payload.get("config"), payload.get("state_dict")
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise CheckpointError(f"DRUNet checkpoint '{path}' lacks its 'config' or 'state_dict'; {HINT}.")
-    return {"config": config, "meta": payload.get("meta", {}), "path": str(path)}, state
+    return read_model(path, FORMAT, "DRUNet", HINT)
 
 
 PAYLOADS: ModelCache[tuple[dict[str, Any], dict[str, torch.Tensor]]] = ModelCache(read_payload)
@@ -165,13 +144,6 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
 
     Raises :class:`bench.errors.CheckpointError` for a missing, truncated or foreign file.
     """
-    path = Path(path)
-    info, state = PAYLOADS.get(path)
-    try:
-        model = DRUNet(info["config"]["channels"], info["config"]["blocks"])
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"DRUNet checkpoint '{path}' does not match its own config ({first}).") from None
-    model.eval().requires_grad_(False)
+    info, state = PAYLOADS.get(Path(path))
+    model = build_model(lambda c: DRUNet(c["channels"], c["blocks"]), info, state, "DRUNet")
     return model.to(device), info

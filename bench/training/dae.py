@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,11 @@ from bench.errors import BenchError
 from bench.nets.dae import CPU_ARCH, DAE, FORMAT, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.data import check_no_evaluation_images, load_training_images, sample_patches, split_validation
-from bench.training.loop import LoopOptions, LoopState, TrainingLoop, cosine_decay
+from bench.training.loop import RUN_ONLY, LoopState, RunOptions, cosine_decay
 
 log = logging.getLogger(__name__)
 
 MIN_SIZE = 48  # smaller training images are skipped
-NOT_IN_META = ("extra", "progress", "out", "resume")  # run options, not properties of the trained network
 
 
 def validation_batch(images: list[np.ndarray], crop: int, sigma: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,12 +61,9 @@ def batch_psnr(ref: torch.Tensor, out: torch.Tensor) -> float:
 
 
 @dataclass
-class TrainConfig:
-    """Hyper-parameters of :func:`train_dae` (defaults: the CPU variant, ~10 min on one core).
-
-    ``out`` (checkpoint written every ``val_every`` steps and at the end; empty:
-    none) and ``resume`` (continue from ``out``) are run options, kept out of the
-    checkpoint's metadata.
+class TrainConfig(RunOptions):
+    """Hyper-parameters of :func:`train_dae` (defaults: the CPU variant, ~10 min on one core) and the run
+    options of :class:`bench.training.loop.RunOptions` (a checkpoint every ``val_every`` steps).
 
     Example:
         >>> TrainConfig(sigma=25, data=["train/bsd200"]).depth
@@ -87,16 +83,7 @@ class TrainConfig:
     batch_size: int = 16
     patch: int = 40
     lr: float = 1e-3
-    seed: int = 0
-    val_images: int = 8
-    val_crop: int = 128
     val_every: int = 500
-    threads: int = 1
-    max_minutes: float = 0.0
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-    out: str = ""
-    resume: bool = False
 
     def __post_init__(self) -> None:
         if not self.sigma > 0:
@@ -111,10 +98,7 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr} must be > 0")
         if not self.data:
             raise ValueError("data must name at least one training folder")
-        if not self.max_minutes >= 0:
-            raise ValueError(f"max_minutes={self.max_minutes} must be >= 0 (0 = no time limit)")
-        if self.resume and not self.out:
-            raise ValueError("resume needs out: the checkpoint to continue from")
+        self.check()
 
 
 def training_images(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None) -> list[tuple[str, np.ndarray]]:
@@ -147,19 +131,7 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
     torch.manual_seed(cfg.seed)  # the network's initialisation, then the training noise, draw from it
     model = DAE(cfg.depth, cfg.channels, cfg.batchnorm)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loop = TrainingLoop(
-        LoopOptions(
-            steps=cfg.steps,
-            out=cfg.out or None,
-            save_every=cfg.val_every,
-            max_minutes=cfg.max_minutes or None,
-            resume=cfg.resume,
-            progress=cfg.progress,
-            desc=f"dae σ={cfg.sigma:g}",
-            echo=cfg.progress,
-            mininterval=1.0,
-        )
-    )
+    loop = cfg.make_loop(cfg.steps, cfg.val_every, f"dae σ={cfg.sigma:g}")
     sigma = cfg.sigma / 255.0
     val_x, val_y = (
         validation_batch([im for _, im in val], cfg.val_crop, cfg.sigma, cfg.seed + 1) if val else (None, None)
@@ -167,14 +139,8 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
     history: list[dict[str, float]] = []
     first: list[float] = []  # the first 20 losses and a window of the last 50 make the reported means
     recent: deque[float] = deque(maxlen=50)
-    if loop.checkpoint_to_resume():
-        payload = checkpoints.load_checkpoint(cfg.out)
-        if payload.get("format") != FORMAT or payload.get("config") != model.config or "rng" not in payload:
-            raise BenchError(f"cannot resume from '{cfg.out}': not a resumable DAE checkpoint of {model.config}.")
-        model.load_state_dict(payload["state_dict"])
-        loop.resume_from(payload, optimizer)
-        rng.bit_generator.state = payload["rng"]["numpy"]
-        torch.set_rng_state(payload["rng"]["torch"])
+    payload = loop.resume_model(model, optimizer, rng, FORMAT, model.config)
+    if payload is not None:
         history, first, recent = (
             list(payload["meta"]["history"]),
             list(payload["losses"]["first"]),
@@ -215,7 +181,7 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
 
     def metadata() -> dict[str, Any]:
         return {
-            **{k: v for k, v in asdict(cfg).items() if k not in NOT_IN_META},
+            **{k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY},
             **cfg.extra,
             "steps": loop.state.step,
             "steps_requested": cfg.steps,
@@ -232,12 +198,10 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
         }
 
     def save(record: dict[str, Any]) -> None:
-        resume = {
-            **loop.checkpoint_fields(optimizer),
-            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-            "losses": {"first": list(first), "recent": list(recent)},
-        }
-        save_checkpoint(model, cfg.out, cfg.sigma, metadata(), extra=resume)
+        losses = {"first": list(first), "recent": list(recent)}
+        save_checkpoint(
+            model, cfg.out, cfg.sigma, metadata(), extra={**loop.model_fields(optimizer, rng), "losses": losses}
+        )
 
     model.train()
     loop.run(step, validate, save if cfg.out else None, schedule)

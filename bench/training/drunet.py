@@ -28,20 +28,19 @@ import numpy as np
 import torch
 
 from bench import checkpoints
-from bench.errors import BenchError
 from bench.nets.drunet import CPU_ARCH, FORMAT, DRUNet, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.dae import batch_psnr, training_images, validation_batch
 from bench.training.data import sample_patches, split_validation
-from bench.training.loop import LoopOptions, LoopState, TrainingLoop, cosine_decay
+from bench.training.loop import RUN_ONLY, LoopState, RunOptions, cosine_decay
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
-NOT_IN_META = ("extra", "progress", "out", "resume")
 
 
 @dataclass
-class TrainConfig:
-    """Hyper-parameters of :func:`train_drunet` (defaults: the CPU variant).
+class TrainConfig(RunOptions):
+    """Hyper-parameters of :func:`train_drunet` (defaults: the CPU variant) and the run options of
+    :class:`bench.training.loop.RunOptions` (a checkpoint every ``val_every`` steps).
 
     Example:
         >>> TrainConfig(data=["train/bsd200"]).channels
@@ -60,16 +59,7 @@ class TrainConfig:
     batch_size: int = 16
     patch: int = 64
     lr: float = 5e-4
-    seed: int = 0
-    val_images: int = 8
-    val_crop: int = 128
     val_every: int = 250
-    threads: int = 1
-    max_minutes: float = 0.0
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-    out: str = ""
-    resume: bool = False
 
     def __post_init__(self) -> None:
         if not self.sigma_max > 0:
@@ -83,10 +73,7 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr} must be > 0")
         if not self.data:
             raise ValueError("data must name at least one training folder")
-        if self.resume and not self.out:
-            raise ValueError("resume needs out: the checkpoint to continue from")
-        if self.max_minutes < 0:
-            raise ValueError(f"max_minutes={self.max_minutes} must be >= 0 (0 = no time limit)")
+        self.check()
 
 
 def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = None) -> tuple[DRUNet, dict]:
@@ -105,30 +92,12 @@ def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None =
     torch.manual_seed(cfg.seed)
     model = DRUNet(cfg.channels, cfg.blocks)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loop = TrainingLoop(
-        LoopOptions(
-            steps=cfg.steps,
-            out=cfg.out or None,
-            save_every=cfg.val_every,
-            max_minutes=cfg.max_minutes or None,
-            resume=cfg.resume,
-            progress=cfg.progress,
-            desc="drunet",
-            echo=cfg.progress,
-            mininterval=1.0,
-        )
-    )
+    loop = cfg.make_loop(cfg.steps, cfg.val_every, "drunet")
     val_sets = {s: validation_batch([im for _, im in val], cfg.val_crop, s, cfg.seed + 1 + s) for s in VAL_SIGMAS}
     history: list[dict[str, Any]] = []
     recent: deque[float] = deque(maxlen=200)
-    if loop.checkpoint_to_resume():
-        payload = checkpoints.load_checkpoint(cfg.out)
-        if payload.get("format") != FORMAT or payload.get("config") != model.config or "rng" not in payload:
-            raise BenchError(f"cannot resume from '{cfg.out}': not a resumable DRUNet checkpoint of {model.config}.")
-        model.load_state_dict(payload["state_dict"])
-        loop.resume_from(payload, optimizer)
-        rng.bit_generator.state = payload["rng"]["numpy"]
-        torch.set_rng_state(payload["rng"]["torch"])
+    payload = loop.resume_model(model, optimizer, rng, FORMAT, model.config)
+    if payload is not None:
         history, recent = list(payload["meta"]["history"]), deque(payload["recent"], maxlen=200)
 
     def schedule(state: LoopState) -> None:
@@ -161,7 +130,7 @@ def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None =
     def metadata() -> dict[str, Any]:
         last = history[-1] if history else {}
         return {
-            **{k: v for k, v in asdict(cfg).items() if k not in NOT_IN_META},
+            **{k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY},
             **cfg.extra,
             "steps": loop.state.step,
             "steps_requested": cfg.steps,
@@ -176,12 +145,7 @@ def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None =
         }
 
     def save(record: dict[str, Any]) -> None:
-        resume = {
-            **loop.checkpoint_fields(optimizer),
-            "recent": list(recent),
-            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-        }
-        save_checkpoint(model, cfg.out, metadata(), extra=resume)
+        save_checkpoint(model, cfg.out, metadata(), extra={**loop.model_fields(optimizer, rng), "recent": list(recent)})
 
     model.train()
     loop.run(step, validate, save if cfg.out else None, schedule)

@@ -55,17 +55,72 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
+from bench.checkpoints import load_checkpoint
+from bench.errors import BenchError
+
 StepFn = Callable[["LoopState"], "Mapping[str, Any] | None"]
 RecordFn = Callable[["LoopState"], "Mapping[str, Any]"]
 SaveFn = Callable[[dict[str, Any]], None]
 ScheduleFn = Callable[["LoopState"], None]
+
+
+# run options of a trainer's configuration, not properties of the trained network: kept out of its metadata
+RUN_ONLY = ("extra", "progress", "out", "resume")
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """What every patch trainer's configuration shares besides its hyper-parameters (keyword-only fields).
+
+    ``out`` (checkpoint written at every save and at the end; empty: none) and ``resume`` (continue
+    from ``out``) are run options (:data:`RUN_ONLY`), kept out of the checkpoint's metadata.
+
+    Example:
+        >>> RunOptions(resume=True).check()
+        Traceback (most recent call last):
+        ...
+        ValueError: resume needs out: the checkpoint to continue from
+    """
+
+    seed: int = 0
+    val_images: int = 8
+    val_crop: int = 128
+    threads: int = 1
+    max_minutes: float = 0.0
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+    out: str = ""
+    resume: bool = False
+
+    def make_loop(self, steps: int, save_every: int, desc: str) -> TrainingLoop:
+        """The :class:`TrainingLoop` of these options (saves to ``out`` every ``save_every`` steps)."""
+        return TrainingLoop(
+            LoopOptions(
+                steps=steps,
+                out=self.out or None,
+                save_every=save_every,
+                max_minutes=self.max_minutes or None,
+                resume=self.resume,
+                progress=self.progress,
+                desc=desc,
+                echo=self.progress,
+                mininterval=1.0,
+            )
+        )
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for options no run can use."""
+        if not self.max_minutes >= 0:
+            raise ValueError(f"max_minutes={self.max_minutes} must be >= 0 (0 = no time limit)")
+        if self.resume and not self.out:
+            raise ValueError("resume needs out: the checkpoint to continue from")
 
 
 @dataclass
@@ -183,6 +238,33 @@ class TrainingLoop:
         if generator is not None and "generator" in payload:
             generator.set_state(payload["generator"])
         self.echo(f"resumed {self.options.out} at step {self.state.step}")
+
+    def resume_model(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng: Any, fmt: str, config: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """With ``--resume`` and a checkpoint at ``out`` written by :meth:`model_fields`: restore the model,
+        the optimiser, the step, the time, numpy's ``rng`` and torch's generator; returns the payload (for the
+        trainer's own running statistics), or None when starting from scratch. A checkpoint of another format
+        or configuration is a :class:`bench.errors.BenchError`."""
+        if not self.checkpoint_to_resume():
+            return None
+        payload = load_checkpoint(self.options.out)
+        if payload.get("format") != fmt or payload.get("config") != dict(config) or "rng" not in payload:
+            raise BenchError(
+                f"cannot resume from '{self.options.out}': not a resumable {fmt} checkpoint of {dict(config)}."
+            )
+        model.load_state_dict(payload["state_dict"])
+        self.resume_from(payload, optimizer)
+        rng.bit_generator.state = payload["rng"]["numpy"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        return payload
+
+    def model_fields(self, optimizer: torch.optim.Optimizer, rng: Any) -> dict[str, Any]:
+        """:meth:`checkpoint_fields` plus the random generators :meth:`resume_model` restores."""
+        return {
+            **self.checkpoint_fields(optimizer),
+            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
+        }
 
     def checkpoint_fields(
         self, optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None

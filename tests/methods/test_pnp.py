@@ -54,6 +54,8 @@ def test_pnp_improves_every_task_over_its_input(crop, name, gain):
     start = obs.operator.init(obs.y)
     assert out.shape == crop.shape
     assert psnr(crop, out) > psnr(crop, start) + gain, (psnr(crop, out), psnr(crop, start))
+    if name == "jpeg":  # one denoiser call, at the JPEG error's level × jpeg_sigma_scale
+        assert c.trace["sigma"] == [pytest.approx(1.5 * obs.sigma * 255)]
     if name in ("blur", "multi", "sr"):  # HQS: DPIR's decreasing levels, from 49 down to the noise level
         levels = c.trace["sigma_k"]
         assert levels[0] == pytest.approx(49) and levels == sorted(levels, reverse=True) and c.steps == len(levels)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.nets.dae import CPU_ARCH, DAE, FORMAT, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.data import check_no_evaluation_images, load_training_images, sample_patches, split_validation
-from bench.training.loop import RUN_ONLY, LoopState, RunOptions, cosine_decay
+from bench.training.loop import LoopState, RunOptions, cosine_decay
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +181,7 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
 
     def metadata() -> dict[str, Any]:
         return {
-            **{k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY},
-            **cfg.extra,
-            "steps": loop.state.step,
-            "steps_requested": cfg.steps,
-            "data": [str(d) for d in cfg.data],
-            "train_images": len(train),
-            "val_image_ids": [name for name, _ in val],
-            "seconds": round(loop.state.elapsed, 1),
+            **cfg.run_metadata(loop, len(train), [name for name, _ in val]),
             "loss_first": float(np.mean(first)),
             "loss_last": float(np.mean(recent)),
             "val_psnr": history[-1]["val_psnr"] if history else float("nan"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from bench.nets.drunet import CPU_ARCH, FORMAT, DRUNet, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.dae import batch_psnr, training_images, validation_batch
 from bench.training.data import sample_patches, split_validation
-from bench.training.loop import RUN_ONLY, LoopState, RunOptions, cosine_decay
+from bench.training.loop import LoopState, RunOptions, cosine_decay
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
 
@@ -130,14 +130,7 @@ def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None =
     def metadata() -> dict[str, Any]:
         last = history[-1] if history else {}
         return {
-            **{k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY},
-            **cfg.extra,
-            "steps": loop.state.step,
-            "steps_requested": cfg.steps,
-            "data": [str(d) for d in cfg.data],
-            "train_images": len(train),
-            "val_image_ids": [name for name, _ in val],
-            "seconds": round(loop.state.elapsed, 1),
+            **cfg.run_metadata(loop, len(train), [name for name, _ in val]),
             "val_psnr": {str(s): last.get(f"val_psnr_{s}", float("nan")) for s in VAL_SIGMAS},
             "val_input_psnr": {str(s): batch_psnr(*val_sets[s]) for s in VAL_SIGMAS} if val else {},
             "history": history,

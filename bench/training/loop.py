@@ -55,7 +55,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,21 @@ class RunOptions:
                 mininterval=1.0,
             )
         )
+
+    def run_metadata(self, loop: TrainingLoop, train_images: int, val_image_ids: list[str]) -> dict[str, Any]:
+        """What every trainer's checkpoint records: its configuration (run options left out), ``extra``, the
+        steps done and requested, the data, the image counts and the training time."""
+        fields = {k: v for k, v in asdict(self).items() if k not in RUN_ONLY}
+        return {
+            **fields,
+            **self.extra,
+            "steps": loop.state.step,
+            "steps_requested": fields.get("steps"),
+            "data": [str(d) for d in fields.get("data", [])],
+            "train_images": train_images,
+            "val_image_ids": val_image_ids,
+            "seconds": round(loop.state.elapsed, 1),
+        }
 
     def check(self) -> None:
         """Raise ``ValueError`` for options no run can use."""

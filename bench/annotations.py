@@ -112,8 +112,47 @@ def cell_notes(df: pd.DataFrame, degradations: list[str], methods: list[str], pr
             use = budget_use(cells[status[cells.index] == "ok"])
             if use is not None and use.fraction < FULL:
                 notes.below[(degradation, method)] = use
-    notes.lines = na_lines(notes.na) + budget_lines(notes.below, profile)
+    notes.lines = na_lines(notes.na) + budget_lines(notes.below, profile) + data_term_lines(df, status)
     return notes
+
+
+QCS_TRACE_KEY = "qcs_width"  # = bench.solvers.data_terms.QCS_TRACE_KEY (not imported: reports stay torch-free)
+
+
+def data_term_lines(df: pd.DataFrame, status: pd.Series | None = None) -> list[str]:
+    """One line naming the methods whose cells used the JPEG quantisation constraint as their data term (from
+    their traces), and what every other cell used; none when no cell used it.
+
+    >>> df = pd.DataFrame({"method_label": ["flowprior", "pnp"], "degradation_label": ["jpeg", "jpeg"],
+    ...     "trace": ['{"qcs_width": [0.5]}', None]})
+    >>> data_term_lines(df)
+    ['JPEG data term: flowprior (jpeg) used the quantisation cells of the JPEG file (width 0.5 of the step); every other cell: Gaussian ‖A(x) − y‖²/2σ² (JPEG error as noise of the effective σ).']
+    """
+    if "trace" not in df.columns:
+        return []
+    used: dict[str, dict[str, set[float]]] = {}
+    candidates = df[df["trace"].astype(str).str.contains(QCS_TRACE_KEY, regex=False)]  # few rows: parse only those
+    for index, row in candidates.iterrows():
+        if status is not None and status[index] != "ok":
+            continue
+        trace = row["trace"] if isinstance(row["trace"], dict) else _json(row["trace"])
+        widths = trace.get(QCS_TRACE_KEY)
+        if widths:
+            by_degradation = used.setdefault(str(row["method_label"]), {})
+            by_degradation.setdefault(str(row["degradation_label"]), set()).update(float(w) for w in widths)
+    if not used:
+        return []
+    parts = []
+    for method, by_degradation in used.items():
+        widths = sorted(set().union(*by_degradation.values()))
+        parts.append(
+            f"{method} ({', '.join(by_degradation)}) used the quantisation cells of the JPEG file "
+            f"(width {', '.join(f'{w:g}' for w in widths)} of the step)"
+        )
+    return [
+        f"JPEG data term: {'; '.join(parts)}; every other cell: Gaussian ‖A(x) − y‖²/2σ² (JPEG error as noise "
+        "of the effective σ)."
+    ]
 
 
 def na_lines(na: dict[tuple[str, str], str]) -> list[str]:

@@ -204,9 +204,11 @@ def to_array(x: torch.Tensor) -> np.ndarray:
 
 def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, image_digest: str, name: str,
                      cached_y: np.ndarray | None = None) -> Observation:
-    """The cell's observation; with ``cached_y`` only the operator is rebuilt (same draws)."""
+    """The cell's observation; with ``cached_y`` only the operator is rebuilt (same draws), unless the
+    degradation's observation holds more than ``y`` (``simulate_when_cached``: a JPEG file's coefficients),
+    which is simulated again (same draws, same ``y``)."""
     generator = degradation_generator(seed, image_digest, name)
-    if cached_y is None:
+    if cached_y is None or getattr(degradation, "simulate_when_cached", False):
         return degradation.degrade(clean, generator)
     degradation.check_shape(tuple(clean.shape[-2:]))
     operator = degradation.make_operator(tuple(clean.shape[-2:]), generator)
@@ -344,10 +346,11 @@ def base_row(cell: Cell) -> dict[str, Any]:
     }
 
 
-def cell_budget(cell: Cell, steps: int = 0) -> dict[str, Any]:
+def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
     """The ``budget_fraction`` and ``budget`` (JSON: used, reference, unit, source) columns of a cell: the share
     of its method's reference budget (:class:`bench.api.Budget`) it uses. ``steps`` are those counted while it
-    ran; before that (0), what its parameters ask for. None where the method declares no budget for the task.
+    ran; before that (None), what its parameters ask for (an automatic 0: the reference). None where the method
+    declares no budget for the task.
 
     >>> m = PluginInstance("method", "identity", None, {}, "identity", "v1")
     >>> d = PluginInstance("degradation", "noise", None, {}, "noise", "v2")
@@ -357,7 +360,12 @@ def cell_budget(cell: Cell, steps: int = 0) -> dict[str, Any]:
     budget = getattr(type(cell.method.plugin), "reference_budget", None)
     task = getattr(cell.degradation.plugin, "task", "")
     reference = budget.reference(task, cell.degradation.params.get("factor")) if budget is not None else None
-    used = (steps or budget.planned(cell.method.params, reference)) if reference else None
+    if not reference:
+        used = None
+    elif steps is None:  # before running: a planned 0 is an automatic count, predicted to be the reference
+        used = budget.planned(cell.method.params, reference) or reference
+    else:
+        used = steps or budget.planned(cell.method.params, reference)
     if used is None:
         return {"budget_fraction": None, "budget": None}
     info = {"used": used, "reference": reference, "unit": budget.unit, "source": budget.source}

@@ -9,6 +9,7 @@ import torch
 
 from bench.api import Degradation, Operator, Tensor
 from bench.physics.jpeg import KORNIA_JPEG_SIGMA, jpeg_effective_sigma, kornia_jpeg, pillow_jpeg
+from bench.physics.jpeg_qcs import QuantizedOperator, jpeg_with_quantization
 from bench.registry import register_degradation
 
 
@@ -19,16 +20,20 @@ class Jpeg(Degradation):
     The forward operator is chosen by ``operator``: ``identity`` (default) treats
     JPEG error as noise of the effective level :func:`jpeg_effective_sigma`;
     ``differentiable`` uses kornia's differentiable JPEG at the same quality
-    (agrees with Pillow to about 37 dB and has gradients).
+    (agrees with Pillow to about 37 dB and has gradients). Either way the
+    operator also carries what the JPEG file says (``operator.quantization``:
+    tables and quantised DCT coefficients, :mod:`bench.physics.jpeg_qcs`), for
+    methods that use the quantisation constraint as their data term.
 
     Example:
         >>> import torch
         >>> obs = Jpeg(Jpeg.Params(quality=10)).degrade(torch.rand(1, 3, 32, 32), torch.Generator())
-        >>> tuple(obs.y.shape)
-        (1, 3, 32, 32)
+        >>> tuple(obs.y.shape), tuple(obs.operator.quantization.tables.shape)
+        ((1, 3, 32, 32), (3, 8, 8))
     """
 
     task: ClassVar[str] = "jpeg"
+    simulate_when_cached: ClassVar[bool] = True  # the file's coefficients are part of the observation
 
     @dataclass
     class Params:
@@ -43,11 +48,21 @@ class Jpeg(Degradation):
         quality = self.params.quality
         sigma = jpeg_effective_sigma(quality)
         if self.params.operator == "differentiable":
-            return Operator(lambda x: kornia_jpeg(x, quality), shape, shape, sigma=KORNIA_JPEG_SIGMA, name="diffjpeg")
-        return Operator(lambda x: x, shape, shape, sigma=sigma, name="identity", linear=True)
+            return QuantizedOperator(
+                lambda x: kornia_jpeg(x, quality),
+                shape,
+                shape,
+                sigma=KORNIA_JPEG_SIGMA,
+                name="diffjpeg",
+                encoder_input=lambda x: x,
+            )
+        return QuantizedOperator(lambda x: x, shape, shape, sigma=sigma, name="identity", linear=True)
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
-        return pillow_jpeg(clean, self.params.quality)
+        if clean.shape[0] != 1:  # a batch: pixels only
+            return pillow_jpeg(clean, self.params.quality)
+        y, operator.quantization = jpeg_with_quantization(clean, self.params.quality)
+        return y
 
     def describe(self) -> str:
         return f"JPEG quality {self.params.quality} (Pillow)"

@@ -11,6 +11,7 @@ import torch
 from bench.api import Degradation, Operator, Tensor, quantize
 from bench.physics.blur import convolve, gaussian_kernel
 from bench.physics.jpeg import jpeg_effective_sigma, pillow_jpeg
+from bench.physics.jpeg_qcs import QuantizedOperator, jpeg_with_quantization
 from bench.registry import register_degradation
 
 
@@ -21,7 +22,9 @@ class Multi(Degradation):
     Helminger et al. do not specify their "Multi Degr."; this is the suite's
     definition, printed in every report caption. The forward operator is the
     blur; the noise and the JPEG error are folded into an effective noise level
-    sqrt(σ² + σ_jpeg(q)²).
+    sqrt(σ² + σ_jpeg(q)²). The operator also carries what the JPEG file says
+    (``operator.quantization``, :mod:`bench.physics.jpeg_qcs`; the encoder's
+    input is the blurred image plus noise of σ).
 
     Example:
         >>> import torch
@@ -31,6 +34,7 @@ class Multi(Degradation):
     """
 
     task: ClassVar[str] = "multi"
+    simulate_when_cached: ClassVar[bool] = True  # the file's coefficients are part of the observation
 
     @dataclass
     class Params:
@@ -53,11 +57,14 @@ class Multi(Degradation):
         p = self.params
         kernel = gaussian_kernel(p.kernel_size, p.kernel_sigma)
         sigma = math.hypot(p.sigma / 255.0, jpeg_effective_sigma(p.quality))
-        return Operator(lambda x: convolve(x, kernel), shape, shape, sigma=sigma, name="blur", linear=True)
+        return QuantizedOperator(lambda x: convolve(x, kernel), shape, shape, sigma=sigma, name="blur", linear=True)
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
         noisy = super().simulate(clean, operator, generator)
-        return quantize(pillow_jpeg(noisy, self.params.quality))
+        if noisy.shape[0] != 1:  # a batch: pixels only
+            return quantize(pillow_jpeg(noisy, self.params.quality))
+        y, operator.quantization = jpeg_with_quantization(noisy, self.params.quality, sigma=self.params.sigma / 255)
+        return y
 
     def describe(self) -> str:
         p = self.params

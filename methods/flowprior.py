@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import weights_version
 from bench.nets.flow import Flow
 from bench.registry import register_method
-from bench.solvers.flow_map import FLOWS, Tiler, map_latents
+from bench.solvers.data_terms import data_fidelity, log_data_term
+from bench.solvers.flow_map import FLOWS, PRIOR_TERMS, Tiler, map_image, map_latents
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "flowprior_default.pt"
@@ -72,6 +74,10 @@ class FlowPrior(Method):
         patch: int = 64
         margin: int = 4
         standardized: bool = False
+        prior: Literal["nll", "latent_norm"] = "nll"  # −log p(x) (the paper) or Asim et al.'s γ·‖ε‖ per patch
+        data_term: Literal["operator", "qcs"] = "operator"  # "qcs": JPEG quantisation cells on jpeg and multi
+        qcs_width: float = 1.0  # the QCS cell width as a fraction of the quantisation step (narrowed below 1)
+        space: Literal["latent", "image"] = "latent"  # optimise the latents u (the paper) or the pixels (prior nll)
 
         def __post_init__(self) -> None:
             if self.iterations < 0:
@@ -82,12 +88,19 @@ class FlowPrior(Method):
                 raise ValueError(f"prior_weight={self.prior_weight} must be >= 0")
             if self.patch < 8:
                 raise ValueError(f"patch={self.patch} must be >= 8 (a multiple of the flow's 2^levels)")
+            if self.prior not in PRIOR_TERMS:
+                raise ValueError(f"prior={self.prior!r} is not one of {', '.join(PRIOR_TERMS)}")
+            if self.space == "image" and self.prior != "nll":
+                raise ValueError("space='image' optimises pixels under −log p(x): it needs prior='nll'")
+            if not 0 < self.qcs_width <= 1:
+                raise ValueError(f"qcs_width={self.qcs_width} must be in (0, 1] (a fraction of the quantisation step)")
             if not 0 <= 2 * self.margin < self.patch:
                 raise ValueError(f"margin={self.margin} must satisfy 0 <= 2·margin < patch ({self.patch})")
 
     profiles = {"smoke": {"iterations": 5}, "quick": {"iterations": 60}, "paper": {"iterations": 200}}
-    reference_budget = Budget("iterations", 200, source="this suite's paper profile (no count from Helminger et al. "
-                                                        "is recorded here)")
+    reference_budget = Budget(
+        "iterations", 200, source="this suite's paper profile (no count from Helminger et al. is recorded here)"
+    )
     version = _checkpoint_version()
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
@@ -96,17 +109,22 @@ class FlowPrior(Method):
         if p.patch % flow.config.multiple:
             raise ValueError(f"patch={p.patch} must be a multiple of {flow.config.multiple} for this flow")
         if flow.config.in_channels not in (1, obs.y.shape[1]):
-            raise ValueError(f"the flow models {flow.config.in_channels}-channel images, the input has {obs.y.shape[1]}")
+            raise ValueError(
+                f"the flow models {flow.config.in_channels}-channel images, the input has {obs.y.shape[1]}"
+            )
         y = obs.y
         x0 = obs.operator.init(y).clamp(0, 1)
         tiler = Tiler(tuple(x0.shape[-2:]), p.patch, p.margin, device=x0.device)
-        inv_two_var = 0.5 / max(obs.sigma, 1e-3) ** 2
+        log_data_term(ctx, obs, p.data_term, p.qcs_width)
 
         def data_term(patches: Tensor) -> Tensor:
             # the operator acts on the assembled image, so blur/sr see across patch borders
-            return obs.operator.data_residual(tiler.merge(patches), y).pow(2).sum() * inv_two_var
+            return data_fidelity(obs, tiler.merge(patches), p.data_term, p.qcs_width)
 
-        patches, _ = map_latents(
-            flow, tiler.split(x0), data_term, p.iterations, p.lr, p.prior_weight, ctx, p.standardized
-        )
+        if p.space == "image":
+            patches = map_image(flow, tiler.split(x0), data_term, p.iterations, p.lr, p.prior_weight, ctx)
+        else:
+            patches, _ = map_latents(
+                flow, tiler.split(x0), data_term, p.iterations, p.lr, p.prior_weight, ctx, p.standardized, p.prior
+            )
         return tiler.merge(patches).clamp(0, 1)

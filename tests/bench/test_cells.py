@@ -19,8 +19,9 @@ from methods.tv import TotalVariation
 IMAGE = ImageItem("flat", np.full((16, 16, 3), 0.5, np.float32))
 
 
-def cell(method: str = "identity", degradation: str = "noise", overrides: dict | None = None,
-         profile: str = "smoke") -> Cell:
+def cell(
+    method: str = "identity", degradation: str = "noise", overrides: dict | None = None, profile: str = "smoke"
+) -> Cell:
     m = instantiate("method", method, overrides or {}, profile)[0]
     d = instantiate("degradation", degradation, {}, profile)[0]
     return Cell.make(m, d, IMAGE, 0, profile, "demo")
@@ -78,3 +79,24 @@ def test_task_dependent_reference_and_auto_scale():
         budget = cell_budget(Cell.make(dip_sr, sr, image, 0, "quick", "demo"))
         assert budget["budget_fraction"] == pytest.approx(0.1)
         assert json.loads(budget["budget"])["reference"] == reference
+
+
+def test_an_automatic_count_is_predicted_as_the_reference_and_measured_when_run():
+    """pnp's iterations=0 means DPIR's schedule: planned as the reference, recorded as the steps it ran."""
+    pnp_blur = cell("pnp", "blur", profile="quick")
+    assert cell_budget(pnp_blur)["budget_fraction"] == pytest.approx(1.0)
+    assert cell_budget(pnp_blur, steps=4)["budget_fraction"] == pytest.approx(0.5)
+    assert cell_budget(pnp_blur, steps=0)["budget_fraction"] == pytest.approx(0.0)  # ran nothing: 0 %, not 100 %
+
+
+def test_a_cached_jpeg_observation_is_simulated_again_with_its_file():
+    """The JPEG file's coefficients are part of the observation: a cached y does not drop them."""
+    from bench.cells import make_observation
+
+    c = cell("identity", "jpeg")
+    clean = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fresh = make_observation(c.degradation.plugin, clean, 0, "d", "jpeg")
+    cached_y = fresh.y[0].permute(1, 2, 0).numpy()
+    again = make_observation(c.degradation.plugin, clean, 0, "d", "jpeg", cached_y=cached_y)
+    assert torch.equal(again.y, fresh.y)
+    assert torch.equal(again.operator.quantization.coefficients[0], fresh.operator.quantization.coefficients[0])

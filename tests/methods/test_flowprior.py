@@ -38,7 +38,9 @@ def ctx(seed: int = 0) -> RestoreContext:
     return RestoreContext(generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("shape,patch,margin", [((64, 64), 64, 4), ((100, 130), 64, 4), ((256, 256), 64, 4), ((37, 50), 16, 2)])
+@pytest.mark.parametrize(
+    "shape,patch,margin", [((64, 64), 64, 4), ((100, 130), 64, 4), ((256, 256), 64, 4), ((37, 50), 16, 2)]
+)
 def test_tiling_reassembles_exactly(shape, patch, margin):
     x = torch.rand(1, 3, *shape)
     tiler = Tiler(shape, patch, margin)
@@ -120,3 +122,53 @@ def test_packaged_checkpoint_is_weights_only():
 def test_split_holdout_is_disjoint():
     train, val = split_holdout(list(range(40)), 0.1)
     assert len(val) == 4 and not set(train) & set(val)
+
+
+def test_prior_and_data_term_options_are_validated():
+    with pytest.raises(ValueError, match="prior"):
+        FlowPrior.Params(prior="l2")
+    with pytest.raises(ValueError, match="qcs_width"):
+        FlowPrior.Params(qcs_width=1.5)
+    with pytest.raises(ParameterError, match="data_term"):
+        build_params(FlowPrior.Params, {"data_term": "l1"}, owner="flowprior")
+    with pytest.raises(ValueError, match="space='image'"):
+        FlowPrior.Params(space="image", prior="latent_norm")
+
+
+def test_image_space_map_lowers_the_objective(tiny_checkpoint):
+    from bench.solvers.flow_map import FLOWS, map_image
+
+    flow = FLOWS.get(tiny_checkpoint)
+    y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    x0 = (y + 0.2).clamp(0, 1)
+
+    def objective(x):
+        return float((x - y).pow(2).sum() * 50 - 0.1 * flow.log_prob(x).sum())
+
+    out = map_image(flow, x0, lambda x: (x - y).pow(2).sum() * 50, 20, 0.01, 0.1)
+    assert objective(out) < objective(x0)
+
+
+def test_latent_norm_prior_shrinks_the_latents(tiny_checkpoint):
+    """Asim et al.'s regulariser: a large weight pulls the standardised latents towards 0."""
+    from bench.solvers.flow_map import FLOWS, latent_norm, map_latents
+
+    flow = FLOWS.get(tiny_checkpoint)
+    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    start, _ = flow.encode(x0, standardized=True)
+    _, weak = map_latents(flow, x0, lambda p: (p - x0).pow(2).sum() * 100, 20, 0.05, 0.0, prior="latent_norm")
+    _, strong = map_latents(flow, x0, lambda p: (p - x0).pow(2).sum() * 100, 20, 0.05, 1e4, prior="latent_norm")
+    assert float(latent_norm(strong)) < 0.9 * min(float(latent_norm(weak)), float(latent_norm(start)))
+
+
+def test_qcs_data_term_runs_and_is_recorded(tiny_checkpoint):
+    from degradations.jpeg import Jpeg
+
+    obs = Jpeg().degrade(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.Generator())
+    context = ctx()
+    params = FlowPrior.Params(
+        checkpoint=tiny_checkpoint, iterations=3, patch=16, margin=2, data_term="qcs", qcs_width=0.5
+    )
+    out = FlowPrior(params).restore(obs, context)
+    assert out.shape == obs.y.shape and torch.isfinite(out).all()
+    assert context.trace["qcs_width"] == [0.5]

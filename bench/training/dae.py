@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.nets.dae import CPU_ARCH, DAE, FORMAT, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.data import check_no_evaluation_images, load_training_images, sample_patches, split_validation
-from bench.training.loop import LoopState, RunOptions, cosine_decay
+from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 log = logging.getLogger(__name__)
 
@@ -285,18 +285,7 @@ def write_model_card(checkpoint: str | os.PathLike, meta: dict[str, Any], sha256
     show_default=True,
     help="Images of the training folders held out for validation.",
 )
-@click.option(
-    "--threads", type=int, default=1, show_default=True, help="CPU threads (the machine is shared; 0 = torch default)."
-)
-@click.option(
-    "--max-minutes",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Stop after this much training time, annealing the learning rate to it (0 = no limit).",
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, random generators).")
+@run_click_options(release=False)
 def train_dae_command(
     sigma: float,
     data: tuple[str, ...],

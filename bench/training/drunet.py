@@ -32,7 +32,7 @@ from bench.nets.drunet import CPU_ARCH, FORMAT, DRUNet, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.dae import batch_psnr, training_images, validation_batch
 from bench.training.data import sample_patches, split_validation
-from bench.training.loop import LoopState, RunOptions, cosine_decay
+from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
 
@@ -219,23 +219,7 @@ Prior", TPAMI 2021). Architecture: DRUNet, {arch} (published: [64, 128, 256, 512
 @click.option("--lr", type=float, default=5e-4, show_default=True, help="Adam learning rate (cosine decay to 1 %).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=250, show_default=True, help="Validate and save every N steps.")
-@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (0 = torch default).")
-@click.option(
-    "--max-minutes",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Stop after this much training time in total (resumes included), annealing to it (0 = no limit).",
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, random generators).")
-@click.option(
-    "--release",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the weights alone (no optimiser or resume state, a third of the size) to this file, "
-    "with its model card: the file to ship. --out stays resumable.",
-)
+@run_click_options()
 def train_drunet_command(data: tuple[str, ...], out: str, channels: str, release: str | None, **options: Any) -> None:
     """Train the noise-level-conditioned DRUNet denoiser of `pnp` (one network for σ in [0, sigma-max])."""
     try:

@@ -75,6 +75,50 @@ ScheduleFn = Callable[["LoopState"], None]
 RUN_ONLY = ("extra", "progress", "out", "resume")
 
 
+def run_click_options(release: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``bench train`` options of :class:`RunOptions` that every patch trainer shares: ``--threads``,
+    ``--max-minutes``, ``--progress``, ``--resume`` and (``release``) ``--release``.
+
+    Example:
+        >>> @click.command()
+        ... @run_click_options()
+        ... def train(**options): print(sorted(options))
+        >>> train([], standalone_mode=False)
+        ['max_minutes', 'progress', 'release', 'resume', 'threads']
+    """
+    options = [
+        click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (0 = torch default)."),
+        click.option(
+            "--max-minutes",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Stop after this much training time in total (resumes included), annealing to it (0 = no limit).",
+        ),
+        click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option(
+            "--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, random generators)."
+        ),
+    ]
+    if release:
+        options.append(
+            click.option(
+                "--release",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Also write the weights alone (no optimiser or resume state) to this file, with its model "
+                "card: the file to ship. --out stays resumable.",
+            )
+        )
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @dataclass(kw_only=True)
 class RunOptions:
     """What every patch trainer's configuration shares besides its hyper-parameters (keyword-only fields).

@@ -37,7 +37,7 @@ from bench.nets.patchnr import FORMAT, PatchFlow, PatchNRConfig, bits_per_dim, s
 from bench.registry import register_trainer
 from bench.training.dae import training_images
 from bench.training.data import sample_patches, split_validation
-from bench.training.loop import LoopState, RunOptions, cosine_decay
+from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 INIT_PATCHES = 4096  # patches of the data-dependent ActNorm initialisation
 
@@ -253,23 +253,7 @@ fixed random permutation) on flattened RGB {meta["patch"]}×{meta["patch"]} patc
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-every", type=int, default=500, show_default=True, help="Validate and save every N steps.")
 @click.option("--val-patches", type=int, default=20000, show_default=True, help="Held-out validation patches.")
-@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (0 = torch default).")
-@click.option(
-    "--max-minutes",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Stop after this much training time in total (resumes included), annealing to it (0 = no limit).",
-)
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, random generators).")
-@click.option(
-    "--release",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the weights alone (no optimiser or resume state) to this file, with its model card: "
-    "the file to ship. --out stays resumable.",
-)
+@run_click_options()
 def train_patchnr_command(data: tuple[str, ...], out: str, release: str | None, **options: Any) -> None:
     """Train the patch normalizing flow of `patchnr` (PatchNR) on random patches of training images."""
     try:

@@ -29,7 +29,13 @@ from bench import checkpoints
 from bench.errors import BenchError
 from bench.nets.dae import CPU_ARCH, DAE, FORMAT, save_checkpoint
 from bench.registry import register_trainer
-from bench.training.data import check_no_evaluation_images, load_training_images, sample_patches, split_validation
+from bench.training.data import (
+    check_no_evaluation_images,
+    data_click_option,
+    load_training_images,
+    sample_patches,
+    split_validation,
+)
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 log = logging.getLogger(__name__)
@@ -253,14 +259,7 @@ def write_model_card(checkpoint: str | os.PathLike, meta: dict[str, Any], sha256
 @click.option(
     "--sigma", type=float, required=True, help="Training noise σ on the 0-255 scale (11 for dmsp, 25 for daep)."
 )
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of training images (repeatable). Evaluation folders and images are refused.",
-)
+@data_click_option
 @click.option("--steps", type=int, default=3000, show_default=True, help="Optimisation steps.")
 @click.option(
     "--out",

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import torch
 
@@ -273,3 +274,14 @@ def sample_patches(images: list[np.ndarray], batch: int, patch: int, rng: np.ran
             crop = crop[:, ::-1]
         out[b] = crop
     return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+# the ``--data`` option of the trainers that read image folders through :mod:`bench.training.data`
+data_click_option = click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of training images (repeatable). Evaluation folders and images are refused.",
+)

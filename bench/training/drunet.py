@@ -31,7 +31,7 @@ from bench import checkpoints
 from bench.nets.drunet import CPU_ARCH, FORMAT, DRUNet, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.dae import batch_psnr, training_images, validation_batch
-from bench.training.data import sample_patches, split_validation
+from bench.training.data import data_click_option, sample_patches, split_validation
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
@@ -191,14 +191,7 @@ Prior", TPAMI 2021). Architecture: DRUNet, {arch} (published: [64, 128, 256, 512
 
 @register_trainer("drunet")
 @click.command("drunet")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of training images (repeatable). Evaluation folders and images are refused.",
-)
+@data_click_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),

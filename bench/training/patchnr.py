@@ -36,7 +36,7 @@ from bench import checkpoints
 from bench.nets.patchnr import FORMAT, PatchFlow, PatchNRConfig, bits_per_dim, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.dae import training_images
-from bench.training.data import sample_patches, split_validation
+from bench.training.data import data_click_option, sample_patches, split_validation
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 INIT_PATCHES = 4096  # patches of the data-dependent ActNorm initialisation
@@ -229,14 +229,7 @@ fixed random permutation) on flattened RGB {meta["patch"]}×{meta["patch"]} patc
 
 @register_trainer("patchnr")
 @click.command("patchnr")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of training images (repeatable). Evaluation folders and images are refused.",
-)
+@data_click_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),

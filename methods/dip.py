@@ -90,7 +90,7 @@ class DeepImagePrior(Method):
         ema: float = 0.99  # weight of the output average; 0 returns the last output
         backtrack: bool = True
         precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32
-        channels_last: bool = True
+        channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
         early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
@@ -136,10 +136,10 @@ class DeepImagePrior(Method):
 
     @classmethod
     def resolve_params(cls, params: Any, device: str) -> Any:
-        return resolve_precision(params, device)  # the key records float32 or bfloat16, never "auto"
+        return resolve_precision(params, device)  # the key records the precision and layout, never "auto"
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
-        p = self.params
+        p = resolve_precision(self.params, obs.y.device.type)  # as in the key, also when built by hand
         s = self.resolve(obs)
         fit = DipFit(
             iterations=s["iterations"],
@@ -150,7 +150,7 @@ class DeepImagePrior(Method):
             ema=p.ema,
             backtrack=p.backtrack,
             precision=p.precision,
-            channels_last=p.channels_last,
+            channels_last=p.channels_last == "on",
             early_stop=p.early_stop,
             es_window=p.es_window,
             es_patience=p.es_patience,

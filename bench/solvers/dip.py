@@ -112,19 +112,27 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 
 def resolve_precision(params: Any, device: str) -> Any:
     """``params`` with ``precision="auto"`` replaced by the path that runs on ``device`` ("bfloat16" where the
-    CPU has bf16 units, else "float32"), so a cache key names the numerics it stands for.
+    CPU has bf16 units, else "float32"), and ``channels_last="auto"`` by the layout that is fastest with it,
+    so a cache key names the numerics (and the noise draw order, which follows the layout) it stands for.
+
+    The layout follows the precision, by measurement (``benchmarks/bench_dip.py``): oneDNN's bfloat16
+    kernels want channels-last, while in float32 on an AVX2 CPU without bf16 units channels-last made a
+    128² iteration 1.6× slower than NCHW (1 061 against 661 ms, one thread).
 
     >>> from dataclasses import dataclass
     >>> @dataclass
     ... class P:
     ...     precision: str = "auto"
-    >>> resolve_precision(P(), "cuda").precision, resolve_precision(P("bfloat16"), "cpu").precision
-    ('float32', 'bfloat16')
+    ...     channels_last: str = "auto"
+    >>> resolve_precision(P(), "cuda"), resolve_precision(P("bfloat16"), "cpu")
+    (P(precision='float32', channels_last='off'), P(precision='bfloat16', channels_last='on'))
     """
-    if params.precision != "auto":
-        return params
-    bf16 = nets.bf16_supported(torch.device(device))
-    return dataclasses.replace(params, precision="bfloat16" if bf16 else "float32")
+    if params.precision == "auto":
+        bf16 = nets.bf16_supported(torch.device(device))
+        params = dataclasses.replace(params, precision="bfloat16" if bf16 else "float32")
+    if params.channels_last == "auto":
+        params = dataclasses.replace(params, channels_last="on" if params.precision == "bfloat16" else "off")
+    return params
 
 
 @dataclass
@@ -149,7 +157,7 @@ class DipFit:
     ema: float = 0.99  # weight of the output average; 0 returns the last output
     backtrack: bool = True
     precision: str = "auto"  # "auto", "float32" or "bfloat16"
-    channels_last: bool = True
+    channels_last: bool = False  # channels-last memory layout (faster only with bfloat16: resolve_precision)
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE

@@ -56,7 +56,7 @@ class DoubleDipFit:
     output: str = "best_fit"  # "best_fit", "last" or "ema"
     ema: float = 0.99  # weight of the running average when output=ema
     precision: str = "auto"  # "auto", "float32" or "bfloat16"
-    channels_last: bool = True
+    channels_last: bool = False  # channels-last memory layout (faster only with bfloat16: resolve_precision)
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV on the clean layer, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE

@@ -54,7 +54,10 @@ def test_precision_auto_is_resolved_into_the_key(monkeypatch, method):
         instance = instantiate("method", method, {}, "smoke", "cpu")[0]
         keys[forced] = instance.key_data()
         assert instance.params["precision"] == ("bfloat16" if forced == "on" else "float32")
+        assert instance.params["channels_last"] == forced  # the layout follows the precision
     assert keys["on"] != keys["off"]
+    layout = instantiate("method", method, {"precision": "float32", "channels_last": "on"}, "smoke", "cpu")[0]
+    assert layout.params["channels_last"] == "on" and layout.key_data() != keys["off"]
     pinned = instantiate("method", method, {"precision": "float32"}, "smoke", "cpu")[0]
     assert pinned.key_data() == keys["off"]
     assert instantiate("method", method, {}, "smoke", "cuda")[0].params["precision"] == "float32"

@@ -1,5 +1,6 @@
 import csv
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -121,3 +122,48 @@ def test_offline_lpips_is_one_warning_line_and_nothing_on_stdout(monkeypatch, tm
     (message,) = [str(w.message) for w in caught]
     assert message.startswith("LPIPS is missing:") and "BENCH_LPIPS_ALEXNET" in message
     assert "README: Offline weights" in message and "--no-lpips" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 256, 256), (2, 3, 161, 203), (1, 3, 64, 64)])
+def test_shared_first_scale_gives_the_library_values_bit_for_bit(shape):
+    from pytorch_msssim import ms_ssim as library_ms_ssim
+    from pytorch_msssim import ssim as library_ssim
+
+    from bench.metrics import luma, ssim_and_ms_ssim_of_luma
+
+    g = torch.Generator().manual_seed(shape[-1])
+    ref = torch.rand(shape, generator=g)
+    ref_y, dist_y = luma(ref), luma((ref + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 64² case: MS-SSIM missing, warned once
+        joint_ssim, joint_ms_ssim = ssim_and_ms_ssim_of_luma(ref_y, dist_y)
+    assert joint_ssim == float(library_ssim(ref_y, dist_y, data_range=255.0))
+    if min(shape[-2:]) >= 161:
+        assert joint_ms_ssim == float(library_ms_ssim(ref_y, dist_y, data_range=255.0))
+    else:
+        assert math.isnan(joint_ms_ssim)
+
+
+def test_suite_scores_any_subset_and_the_lpips_thread_changes_no_value(shared):
+    shared("weights", "alexnet_features.pth")
+    g = torch.Generator().manual_seed(5)
+    ref = torch.rand(1, 3, 176, 176, generator=g)
+    dist = (ref + 0.05 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    everything = MetricSuite()(ref, dist)
+    one_by_one = {name: MetricSuite().score(ref, dist, [name])[name] for name in everything}
+    assert one_by_one == everything and list(everything) == ["psnr", "ssim", "ms_ssim", "lpips"]
+    assert everything["ssim"] == ssim(ref, dist) and everything["ms_ssim"] == ms_ssim(ref, dist)
+    assert 0 < everything["lpips"] < 1
+
+
+def test_an_error_on_the_lpips_thread_reaches_the_caller(shared):
+    shared("weights", "alexnet_features.pth")
+    suite = MetricSuite()
+    assert suite.lpips.available
+
+    def broken(self, ref, dist):
+        raise RuntimeError("lpips broke")
+
+    suite.lpips.__class__ = type("Broken", (LpipsMetric,), {"__call__": broken})
+    with pytest.raises(RuntimeError, match="lpips broke"):
+        suite(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))

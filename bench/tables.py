@@ -122,7 +122,7 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
     best = pd.DataFrame(False, index=index, columns=methods)
     for degradation, label in index:
         row = displayed(values.loc[(degradation, label)].astype(float), label)
-        if row.notna().any():
+        if row.notna().sum() >= 2:  # a lone value is not "best" of anything: no bold
             target = row.max() if spec_for_label(label).higher_is_better else row.min()
             best.loc[(degradation, label)] = row == target
     descriptions = {  # each degradation's definition from its own rows (one per setting, normally)

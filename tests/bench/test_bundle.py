@@ -239,3 +239,23 @@ def test_bad_bundle_clear_error_store_unchanged(run_cli, source, bundle, tmp_pat
         assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
         assert message in err, err
         assert snapshot(target) == before
+
+
+REFERENCE_BUNDLES = sorted((Path(__file__).resolve().parents[2] / "results" / "reference").glob("*.zip"))
+
+
+@pytest.mark.parametrize("committed", REFERENCE_BUNDLES, ids=lambda path: path.name)
+def test_committed_reference_bundles_import_cleanly_at_full_budget(run_cli, committed, tmp_path):
+    """Every bundle under results/reference/ imports into an empty store, whole, and holds paper-budget cells only."""
+    code, out, err = run_cli("import", committed, "--results-dir", tmp_path / "store")
+    assert code == 0, err
+    imported = int(out.split()[1])
+    store = Store(tmp_path / "store")
+    rows = store.rows()
+    store.close()
+    assert imported == len(rows) > 0
+    assert {row["status"] for row in rows} == {"ok"} and {row["profile"] for row in rows} == {"paper"}
+    assert all(row["budget_fraction"] is None or row["budget_fraction"] >= 1.0 for row in rows)  # no † in reports
+    code, out, err = run_cli("report", "--results-dir", tmp_path / "store", "--all-versions")
+    assert code == 0, err
+    assert "†" not in out and "PSNR" in out

@@ -57,7 +57,7 @@ def test_markdown_marks_na_missing_budget_and_ties(frame):
     quick = table_rows(text, "builtin · profile quick")  # columns: identity, bm3d, dip
     assert quick[("noise", "PSNR ↑")] == ["20.00", "**28.00**", "22.00†"]
     assert quick[("noise", "SSIM ↑")] == ["**0.7773**", "**0.7773**", "0.5000†"]  # a displayed tie: both bold
-    assert quick[("sr", "PSNR ↑")] == ["**23.00**", "n/a", "–"]  # n/a (by design) is not – (failed)
+    assert quick[("sr", "PSNR ↑")] == ["23.00", "n/a", "–"]  # n/a (by design) is not – (failed); a lone value: no bold
     assert f"n/a: {NA_REASON}." in text.split("\n\n")
     assert "† dip: 10 % of the reference 3000 iterations (profile quick; reference: Ulyanov et al. 2018)." in text
     smoke = table_rows(text, "builtin · profile smoke")

@@ -52,7 +52,10 @@ def bench_run(tmp_path):
     started: list[psutil.Process] = []
 
     def start(*extra: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-c", "import sleeper_plugin; from bench.cli import main; main()", "run",
+        # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt
+        # handler: restore it, as a terminal's Ctrl-C finds it, so the test also holds under `pytest &`.
+        boot = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); import sleeper_plugin; "
+        cmd = [sys.executable, "-c", boot + "from bench.cli import main; main()", "run",
                "-m", "sleeper", "-d", "noise", "--set", "sleeper.seconds=0,300", "--profile", "smoke",
                "--limit", "1", "--no-lpips", "--no-progress", "--results-dir", str(tmp_path / "res"), *extra]
         # Output to files, not pipes: workers that outlive their parent would hold a pipe open.

@@ -13,6 +13,7 @@ script reads the PSNR of the reported (averaged) output
 Usage::
 
     python benchmarks/eval_dip_early_stopping.py [--tasks noise,jpeg] [--crops 3] [--size 128] [--threads 1]
+        [--json rows.json [--resume]]
 
 Crops: the centre crops of the first ``--crops`` images (sorted) of ../shared/data/train/bsd200.
 """
@@ -87,6 +88,14 @@ def run(task: str, name: str, clean: torch.Tensor, window: int, patience: int, s
     }
 
 
+def format_row(r: dict) -> str:
+    """One table line of a :func:`run` row."""
+    return (
+        f"{r['task']:6} {r['crop']:12} {r['input']:6.2f} {r['quick']:6.2f} {r['paper']:6.2f} {r['es']:6.2f} "
+        f"{r['es_detected']:6d} {r['es_stop']:6d} {r['oracle']:6.2f} {r['oracle_iteration']:5d} {r['seconds']:6.0f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="noise,jpeg")
@@ -97,29 +106,36 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget-scale", type=float, default=1.0, help="Scale the paper budgets (a dry run).")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "train" / "bsd200"))
-    parser.add_argument("--json", help="Also write the rows to this JSON file.")
+    parser.add_argument("--json", help="Also write the rows to this JSON file (after every crop).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Keep the rows already in --json and run only the (task, crop) pairs it lacks: a "
+                        "paper-budget fit takes up to an hour per crop on a CPU core, so runs can be split.")
     args = parser.parse_args()
+    if args.resume and not args.json:
+        parser.error("--resume needs --json FILE (the rows to continue)")
     torch.set_num_threads(args.threads)
-    rows = []
+    rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
+    done = {(r["task"], r["crop"]) for r in rows}
     header = (
         f"{'task':6} {'crop':12} {'input':>6} {'quick':>6} {'paper':>6} {'ES':>6} {'ES it':>6} {'stop':>6} "
         f"{'oracle':>6} {'at':>5} {'s':>6}"
     )
     print(header, flush=True)
+    for r in rows:  # resumed rows first, as the earlier run printed them
+        print(format_row(r), flush=True)
     for task in args.tasks.split(","):
         for name, clean in crops(Path(args.data), args.crops, args.size):
+            if (task, name) in done:
+                continue
             r = run(task, name, clean, args.window, args.patience, args.budget_scale)
             rows.append(r)
-            print(
-                f"{r['task']:6} {r['crop']:12} {r['input']:6.2f} {r['quick']:6.2f} {r['paper']:6.2f} {r['es']:6.2f} "
-                f"{r['es_detected']:6d} {r['es_stop']:6d} {r['oracle']:6.2f} {r['oracle_iteration']:5d} "
-                f"{r['seconds']:6.0f}",
-                flush=True,
-            )
+            print(format_row(r), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(rows, indent=1))
     for task in args.tasks.split(","):
         sel = [r for r in rows if r["task"] == task]
+        if not sel:
+            continue
         mean = {k: float(np.mean([r[k] for r in sel])) for k in ("input", "quick", "paper", "es", "es_stop", "oracle")}
         print(
             f"mean {task}: input {mean['input']:.2f}, quick {mean['quick']:.2f}, paper {mean['paper']:.2f}, "

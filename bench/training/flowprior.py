@@ -28,7 +28,7 @@ from bench.nets.flow import CONFIGS, Flow, get_config, load_checkpoint, save_che
 from bench.nets.flow_layers import bits_per_dim
 from bench.registry import register_trainer
 from bench.training.data import load_training_images, random_patches, split_holdout
-from bench.training.loop import LoopOptions, LoopState, TrainingLoop
+from bench.training.loop import LoopOptions, LoopState, TrainingLoop, cosine_decay
 
 Tensor = torch.Tensor
 
@@ -142,8 +142,16 @@ def train_flow(
     seed: int = 0,
     max_minutes: float | None = None,
     progress: bool = True,
+    device: str = "cpu",
+    lr_floor: float | None = None,
 ) -> dict[str, Any]:
-    """Train a flow prior; returns the final log record. See :func:`flowprior_trainer` for the options."""
+    """Train a flow prior; returns the final log record. See :func:`flowprior_trainer` for the options.
+
+    ``device`` holds the model and batches (patches and random draws are made on the CPU from ``seed``, so a
+    run's data order does not depend on the device); ``lr_floor`` anneals the step from ``lr`` to
+    ``lr_floor·lr`` on a cosine over ``steps`` or ``max_minutes``, whichever ends first (None: constant).
+    """
+    target = training_device(device)
     cfg = get_config(config)
     batch = batch or cfg.batch
     out_path = Path(out)
@@ -158,13 +166,13 @@ def train_flow(
 
     # the model is built before any resume (it draws its 1×1 convs from torch's global generator)
     torch.manual_seed(seed)  # parameter initialisation: the same --seed gives the same checkpoint
-    flow = Flow(cfg).train()
+    flow = Flow(cfg).train().to(target)
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     loop = TrainingLoop(LoopOptions(steps=steps, out=out_path, save_every=save_every, max_minutes=max_minutes,
                                     resume=resume, progress=progress, desc="train flowprior"))
     if loop.checkpoint_to_resume():
         flow, state = load_checkpoint(out_path)
-        flow.train()
+        flow.train().to(target)
         optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
         if flow.config != cfg:
             click.echo(f"note: continuing the checkpoint's own configuration {flow.config.to_dict()}")
@@ -172,6 +180,8 @@ def train_flow(
         loop.resume_from(state, optimizer, generator, lr=lr)
     if val_set is not None and cfg.in_channels == 1:  # the MNIST configuration models grayscale images
         val_set = val_set.mean(1, keepdim=True)
+    if val_set is not None:
+        val_set = val_set.to(target)
     weights = LossWeights()
     ema: float | None = None
     losses: dict[str, Tensor] = {}
@@ -180,7 +190,7 @@ def train_flow(
 
     def step(state: LoopState) -> dict[str, str]:
         nonlocal ema, losses, skipped_in_a_row, skipped_total
-        x = random_patches(train_images, batch, patch, generator)
+        x = random_patches(train_images, batch, patch, generator).to(target)
         if cfg.in_channels == 1:
             x = x.mean(1, keepdim=True)
         computed = training_losses_safe(flow, x, weights, generator, reg_batch, skipped_in_a_row)
@@ -199,6 +209,12 @@ def train_flow(
         bpd = losses["nll"].item()
         ema = bpd if ema is None else 0.98 * ema + 0.02 * bpd
         return {"bpd": f"{ema:.3f}"}
+
+    def schedule(state: LoopState) -> None:
+        if lr_floor is not None:
+            factor = cosine_decay(state.fraction(steps, max_minutes), lr_floor)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
 
     def validate(state: LoopState) -> dict[str, Any]:
         record: dict[str, Any] = {"train_bpd": round(ema, 4) if ema is not None else None,
@@ -220,6 +236,8 @@ def train_flow(
                     "batch": batch,
                     "patch": patch,
                     "lr": lr,
+                    "lr_floor": lr_floor,
+                    "device": str(target),
                     "reg_batch": reg_batch,
                     "train_images": len(train_items),
                     "val_images": len(val_items),
@@ -229,7 +247,24 @@ def train_flow(
             },
         )
 
-    return loop.run(step, validate, save)
+    return loop.run(step, validate, save, schedule)
+
+
+def training_device(name: str) -> torch.device:
+    """The torch device of ``--device`` (``cpu``, ``cuda``, ``cuda:N``), or a one-line error saying what to use.
+
+    >>> training_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise click.BadParameter(f"'{name}' is not a torch device; use cpu, cuda or cuda:N", param_hint="--device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    if device.type not in ("cpu", "cuda"):
+        raise click.BadParameter(f"'{name}': the trainer runs on cpu or cuda", param_hint="--device")
+    return device
 
 
 @register_trainer("flowprior")
@@ -253,9 +288,15 @@ def train_flow(
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--max-minutes", default=None, type=float, help="Stop (and save) after this much training time.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the model trains: cpu, cuda or cuda:N (batches are drawn on the CPU from --seed).")
+@click.option("--lr-floor", default=None, type=click.FloatRange(0, 1),
+              help="Anneal the learning rate on a cosine to this fraction of --lr by --steps or --max-minutes "
+              "(whichever ends first) [default: constant].")
 def flowprior_trainer(data: tuple[str, ...], config: str, steps: int, out: str, batch: int | None, patch: int,
                       lr: float, reg_batch: int | None, save_every: int, val_fraction: float, resume: bool,
-                      seed: int, threads: int | None, max_minutes: float | None) -> None:
+                      seed: int, threads: int | None, max_minutes: float | None, device: str,
+                      lr_floor: float | None) -> None:
     """Train the flow prior on random patches (with flips) using the paper's four losses.
 
     Logs bits/dim with a progress bar, writes resumable checkpoints every
@@ -268,5 +309,5 @@ def flowprior_trainer(data: tuple[str, ...], config: str, steps: int, out: str, 
     if patch % multiple:
         raise click.BadParameter(f"--patch {patch} must be a multiple of {multiple} for config {config}")
     record = train_flow(data, config, steps, out, batch, patch, lr, reg_batch, save_every, val_fraction,
-                        resume=resume, seed=seed, max_minutes=max_minutes)
+                        resume=resume, seed=seed, max_minutes=max_minutes, device=device, lr_floor=lr_floor)
     click.echo(f"saved {out}: {json.dumps(record)}")

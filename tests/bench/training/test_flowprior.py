@@ -96,6 +96,33 @@ def test_trainer_runs_and_resumes(tmp_path):
     assert bad.exit_code != 0 and "multiple of 8" in bad.output
 
 
+def test_lr_floor_anneals_to_its_fraction_and_the_device_is_recorded(tmp_path):
+    rng = np.random.default_rng(2)
+    data = tmp_path / "data"
+    for i in range(2):
+        save_png(rng.random((24, 24, 3)).astype(np.float32), data / f"im{i}.png")
+    out = tmp_path / "flow.pt"
+    result = CliRunner().invoke(flowprior_trainer, ["--data", str(data), "--config", "cpu", "--out", str(out),
+                                                    "--patch", "16", "--batch", "2", "--steps", "4", "--lr", "1e-3",
+                                                    "--lr-floor", "0.1", "--device", "cpu", "--val-fraction", "0",
+                                                    "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(out)
+    # the schedule sets the step before each step: the last (4th) ran at fraction 3/4 of the cosine
+    expected = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.75)))
+    assert meta["optimizer"]["param_groups"][0]["lr"] == pytest.approx(expected)
+    assert meta["train"]["device"] == "cpu" and meta["train"]["lr_floor"] == 0.1
+
+
+@pytest.mark.parametrize("device, message", [("tpu:x", "not a torch device"), ("cuda", "CUDA is not available")])
+def test_an_unusable_device_gets_a_one_line_error(tmp_path, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(flowprior_trainer, ["--data", str(tmp_path), "--out", str(tmp_path / "f.pt"),
+                                                    "--device", device])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
 def test_same_seed_gives_the_same_checkpoint(tmp_path):
     """The model's initialisation follows --seed (before, torch's unseeded global generator made every run differ)."""
     rng = np.random.default_rng(1)

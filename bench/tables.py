@@ -130,17 +130,31 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
                                     if isinstance(v, str) and v))
         for d in degradations
     } if "degradation_description" in df.columns else {}
-    n_images = df["image"].nunique()
     seeds = sorted(df["seed"].unique().tolist())
     named = f"scikit-image's {', '.join(dict.fromkeys(df['image'].astype(str)))}; " if dataset == "builtin" else ""
     parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)
     notes = cell_notes(df, degradations, methods, profile)
     legend = "; n/a = not applicable (the method does not handle the task by design)" if notes.na else ""
     caption = (
-        f"Mean over {n_images} image(s) of {dataset} ({named}seeds {', '.join(map(str, seeds))}), profile {profile}. "
+        f"Mean over {image_counts(df, degradations)} of {dataset} ({named}seeds {', '.join(map(str, seeds))}), "
+        f"profile {profile}. "
         f"Degradations — {parts}. Best per row in bold; – = missing or failed cells{legend}."
     )
     return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile, notes=notes)
+
+
+def image_counts(df: pd.DataFrame, degradations: list[str]) -> str:
+    """How many images the means cover: one count, or one per degradation where they differ (a partial store:
+    a row's cells are shown only when complete over the images that degradation has).
+
+    >>> df = pd.DataFrame({"degradation_label": ["noise", "noise", "jpeg"], "image": ["a", "b", "a"]})
+    >>> image_counts(df, ["noise"]), image_counts(df, ["noise", "jpeg"])
+    ('2 image(s)', 'the images each degradation has (noise: 2, jpeg: 1)')
+    """
+    counts = {d: df.loc[df["degradation_label"] == d, "image"].nunique() for d in degradations}
+    if len(set(counts.values())) <= 1:
+        return f"{next(iter(counts.values()), 0)} image(s)"
+    return "the images each degradation has (" + ", ".join(f"{d}: {n}" for d, n in counts.items()) + ")"
 
 
 def displayed(row: pd.Series, metric_label: str) -> pd.Series:

@@ -115,3 +115,14 @@ def test_tables_record_na_and_below(frame):
     quick = next(t for t in build_tables(frame) if t.profile == "quick")
     assert quick.mark("sr", "bm3d") == "n/a" and quick.mark("noise", "dip") == "†" and quick.mark("sr", "dip") == ""
     assert quick.heading == "builtin · profile quick"
+
+
+def test_the_caption_counts_each_degradations_images_when_a_store_is_partial():
+    """An interrupted grid: noise has 3 images, jpeg 1; each row's mean covers its own images, and says so."""
+    rows = [row(m, "noise", image=i, psnr=p) for i in "abc" for m, p in (("identity", 20.0), ("tv", 27.0))]
+    rows += [row("identity", "jpeg", image="a", psnr=26.0), row("tv", "jpeg", image="a", psnr=26.5)]
+    partial = build_tables(pd.DataFrame(rows))[0]
+    assert "Mean over the images each degradation has (noise: 3, jpeg: 1) of builtin" in partial.caption
+    assert partial.values.loc[("jpeg", "PSNR ↑"), "tv"] == 26.5
+    whole = build_tables(pd.DataFrame([r for r in rows if r["degradation"] == "noise"]))[0]
+    assert "Mean over 3 image(s) of builtin" in whole.caption

@@ -112,8 +112,30 @@ def cell_notes(df: pd.DataFrame, degradations: list[str], methods: list[str], pr
             use = budget_use(cells[status[cells.index] == "ok"])
             if use is not None and use.fraction < FULL:
                 notes.below[(degradation, method)] = use
-    notes.lines = na_lines(notes.na) + budget_lines(notes.below, profile) + data_term_lines(df, status)
+    notes.lines = (na_lines(notes.na) + budget_lines(notes.below, profile) + weights_lines(df, methods, status)
+                   + data_term_lines(df, status))
     return notes
+
+
+def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None = None) -> list[str]:
+    """One line per method whose cells say what their trained weights are (the ``weights`` entry of the budget
+    JSON, :func:`bench.cells.weights_note`): a learned prior trained at a fraction of its published scale reads
+    as that, not as the published model.
+
+    >>> df = pd.DataFrame({"method_label": ["flowprior", "tv"], "budget": ['{"weights": "trained on a CPU"}', None]})
+    >>> weights_lines(df, ["flowprior", "tv"])
+    ['Weights of flowprior: trained on a CPU.']
+    """
+    if "budget" not in df.columns:
+        return []
+    ok = df if status is None else df[status == "ok"]
+    lines = []
+    for method in methods:
+        notes = dict.fromkeys(n for n in (_json(b).get("weights") for b in ok.loc[ok["method_label"] == method,
+                                                                                   "budget"]) if n)
+        if notes:
+            lines.append(f"Weights of {method}: {' / '.join(str(n).rstrip('.') for n in notes)}.")
+    return lines
 
 
 QCS_TRACE_KEY = "qcs_width"  # = bench.solvers.data_terms.QCS_TRACE_KEY (not imported: reports stay torch-free)

@@ -347,7 +347,8 @@ def base_row(cell: Cell) -> dict[str, Any]:
 
 
 def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
-    """The ``budget_fraction`` and ``budget`` (JSON: used, reference, unit, source) columns of a cell: the share
+    """The ``budget_fraction`` and ``budget`` (JSON: used, reference, unit, source, and the method's
+    :func:`weights_note` where it has one) columns of a cell: the share
     of its method's reference budget (:class:`bench.api.Budget`) it uses. ``steps`` are those counted while it
     ran; before that (None), what its parameters ask for (an automatic 0: the reference). None where the method
     declares no budget for the task.
@@ -366,10 +367,25 @@ def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
         used = budget.planned(cell.method.params, reference) or reference
     else:
         used = steps or budget.planned(cell.method.params, reference)
+    note = weights_note(cell.method)
     if used is None:
-        return {"budget_fraction": None, "budget": None}
+        return {"budget_fraction": None, "budget": json.dumps({"weights": note}) if note else None}
     info = {"used": used, "reference": reference, "unit": budget.unit, "source": budget.source}
+    if note:
+        info["weights"] = note
     return {"budget_fraction": used / reference, "budget": json.dumps(info, sort_keys=True)}
+
+
+def weights_note(method: PluginInstance) -> str:
+    """What a method says of the trained weights a cell runs with: its class's ``weights_note(params)`` (e.g. that
+    the packaged prior was trained here on a CPU, far smaller than the published model), "" when it says nothing
+    or the cell uses other weights. Stored with the budget (key ``weights``); report captions repeat it.
+
+    >>> weights_note(PluginInstance("method", "tv", None, {}, "tv", "v"))
+    ''
+    """
+    describe = getattr(type(method.plugin), "weights_note", None)
+    return str(describe(method.params) or "") if callable(describe) else ""
 
 
 def failed_row(cell: Cell, reason: str) -> dict[str, Any]:

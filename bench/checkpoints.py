@@ -149,3 +149,18 @@ class ModelCache(Generic[ModelT]):
 
     def clear(self) -> None:
         self._models.clear()
+
+
+def packaged_weights_note(text: str) -> Any:
+    """A method's ``weights_note`` (read by :func:`bench.cells.weights_note`): ``text``, what the packaged weights
+    are, while a cell uses them (its ``checkpoint`` parameter empty); "" for a cell with other weights.
+
+    >>> note = packaged_weights_note("trained here on a CPU").__func__
+    >>> note({"checkpoint": ""}), note({"checkpoint": "mine.pt"})
+    ('trained here on a CPU', '')
+    """
+
+    def note(params: Any) -> str:
+        return "" if dict(params).get("checkpoint") else text
+
+    return staticmethod(note)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.api import Budget, RestoreContext, Tensor
+from bench.checkpoints import packaged_weights_note
 from bench.nets.dae import DAE
 from bench.registry import register_method
 from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
@@ -55,6 +56,9 @@ class DMSP(DAEPriorMethod):
     reference_budget = Budget("iterations", 300, source="Bigdeli et al. 2017 (DMSP), the paper's count")
     default_sigma = 11
     version = dae_weights_version(11)
+    weights_note = packaged_weights_note(
+        "the packaged dae_sigma11.pt, trained here on one CPU core (12 layers × 32 channels, 11 min; official: 20 × 64)"
+    )
 
     def prior_gradient(self, model: DAE, x: Tensor, sigma: float, ctx: RestoreContext) -> Tensor:
         with torch.no_grad():

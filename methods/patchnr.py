@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
-from bench.checkpoints import weights_version
+from bench.checkpoints import packaged_weights_note, weights_version
 from bench.nets.patchnr import DEFAULT_CHECKPOINT, load_checkpoint
 from bench.registry import register_method
 from bench.solvers.dae_prior import fill_missing
@@ -93,6 +93,9 @@ class PatchNR(Method):
         source="Altekrüger et al. 2023, official patchNR_deblurring.py: 600 Adam iterations, 40000 patches each",
     )
     version = "weights:" + weights_version(DEFAULT_CHECKPOINT)
+    weights_note = packaged_weights_note(
+        "the packaged patchnr_cpu.pt, trained here on one CPU core (RGB 6×6 patches, 5 couplings × 256 hidden units, 35 min; the official flows have 512 hidden units)"
+    )
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params

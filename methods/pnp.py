@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
-from bench.checkpoints import weights_version
+from bench.checkpoints import packaged_weights_note, weights_version
 from bench.nets.drunet import DEFAULT_CHECKPOINT, load_checkpoint
 from bench.physics.operator import is_identity
 from bench.registry import register_method
@@ -73,6 +73,9 @@ class PlugAndPlay(Method):
     )
     profiles = {"smoke": {"iterations": 3, "cg_steps": 3}, "quick": {"cg_steps": 10}, "paper": {"cg_steps": 20}}
     version = "weights:" + weights_version(DEFAULT_CHECKPOINT)
+    weights_note = packaged_weights_note(
+        "the packaged drunet_cpu.pt, trained here on one CPU core (channels 32-256, 2 blocks per scale, 5 061 steps; published DRUNet: 64-512, 4 blocks, trained on GPUs)"
+    )
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params

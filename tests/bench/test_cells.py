@@ -70,6 +70,16 @@ def test_no_budget_without_a_declaration():
     assert cell_budget(cell("identity")) == {"budget_fraction": None, "budget": None}
 
 
+def test_packaged_weights_are_described_with_the_budget_and_other_weights_are_not():
+    """A learned prior's packaged CPU weights travel with each cell's budget, so reports can say what they are."""
+    packaged = json.loads(cell_budget(cell("flowprior", profile="quick"))["budget"])
+    assert packaged["reference"] == 200 and "trained here on one CPU core" in packaged["weights"]
+    own = json.loads(cell_budget(cell("flowprior", overrides={"checkpoint": "mine.pt"}, profile="quick"))["budget"])
+    assert "weights" not in own
+    srflow = cell_budget(cell("srflow4x", "sr"))  # no iteration budget: the budget column holds only the note
+    assert srflow["budget_fraction"] is None and "39.5 M" in json.loads(srflow["budget"])["weights"]
+
+
 def test_task_dependent_reference_and_auto_scale():
     """DIP's published budget depends on the task (and the sr factor); profiles scale it."""
     dip_sr = instantiate("method", "dip", {}, "quick")[0]

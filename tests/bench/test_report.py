@@ -126,3 +126,14 @@ def test_the_caption_counts_each_degradations_images_when_a_store_is_partial():
     assert partial.values.loc[("jpeg", "PSNR ↑"), "tv"] == 26.5
     whole = build_tables(pd.DataFrame([r for r in rows if r["degradation"] == "noise"]))[0]
     assert "Mean over 3 image(s) of builtin" in whole.caption
+
+
+def test_a_weights_note_becomes_one_caption_line_per_method_in_every_format():
+    rows = [row("identity", "noise", psnr=20.0), row("flowprior", "noise", psnr=24.0)]
+    rows[1]["budget"] = json.dumps({"used": 60, "reference": 200, "unit": "iterations", "source": "S",
+                                    "weights": "trained here on one CPU core"})
+    rows[1]["budget_fraction"] = 0.3
+    frame = pd.DataFrame(rows + [dict(rows[1], image="y"), dict(rows[0], image="y")])
+    for fmt in ("markdown", "latex", "html"):
+        text = render(frame, fmt)
+        assert text.count("Weights of flowprior: trained here on one CPU core.") == 1, fmt

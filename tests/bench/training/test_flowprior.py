@@ -70,15 +70,20 @@ def test_regularisers_on_a_sub_batch():
     assert torch.isfinite(losses["total"])
 
 
+def random_images(folder, count: int, shape: tuple[int, int], seed: int):
+    """``count`` random RGB PNGs of ``shape`` in ``folder`` (a training folder for the command)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        save_png(rng.random((*shape, 3)).astype(np.float32), folder / f"im{i}.png")
+    return folder
+
+
 def test_registered_trainer():
     assert available("trainer")["flowprior"] is flowprior_trainer
 
 
 def test_trainer_runs_and_resumes(tmp_path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    for i in range(3):
-        save_png(rng.random((24, 28, 3)).astype(np.float32), data / f"im{i}.png")
+    data = random_images(tmp_path / "data", 3, (24, 28), seed=0)
     out = tmp_path / "flow.pt"
     args = ["--data", str(data), "--config", "cpu", "--out", str(out), "--patch", "16", "--batch", "2",
             "--save-every", "2", "--val-fraction", "0.34", "--threads", "1"]
@@ -97,10 +102,7 @@ def test_trainer_runs_and_resumes(tmp_path):
 
 
 def test_lr_floor_anneals_to_its_fraction_and_the_device_is_recorded(tmp_path):
-    rng = np.random.default_rng(2)
-    data = tmp_path / "data"
-    for i in range(2):
-        save_png(rng.random((24, 24, 3)).astype(np.float32), data / f"im{i}.png")
+    data = random_images(tmp_path / "data", 2, (24, 24), seed=2)
     out = tmp_path / "flow.pt"
     result = CliRunner().invoke(flowprior_trainer, ["--data", str(data), "--config", "cpu", "--out", str(out),
                                                     "--patch", "16", "--batch", "2", "--steps", "4", "--lr", "1e-3",
@@ -125,10 +127,7 @@ def test_an_unusable_device_gets_a_one_line_error(tmp_path, device, message):
 
 def test_same_seed_gives_the_same_checkpoint(tmp_path):
     """The model's initialisation follows --seed (before, torch's unseeded global generator made every run differ)."""
-    rng = np.random.default_rng(1)
-    data = tmp_path / "data"
-    for i in range(2):
-        save_png(rng.random((24, 24, 3)).astype(np.float32), data / f"im{i}.png")
+    data = random_images(tmp_path / "data", 2, (24, 24), seed=1)
     states = []
     for run, seed in enumerate((5, 5, 6)):
         torch.manual_seed(1000 + run)  # whatever the global state was before the command

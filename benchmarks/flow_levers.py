@@ -73,7 +73,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = args.config or DEFAULT_CONFIGS + (["patchnr:patchnr"] if "patchnr" in available("method") else [])
+    configs = args.config or DEFAULT_CONFIGS + (
+        ["patchnr:patchnr", "patchnr+qcs:patchnr.data_term=qcs"] if "patchnr" in available("method") else []
+    )
     images = crops(args.images, args.crop)
     tasks = args.tasks.split(",")
     print(f"{len(images)} bsd200 training crops of {args.crop}², profile {args.profile}, {args.threads} thread(s), "

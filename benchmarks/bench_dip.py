@@ -10,7 +10,9 @@ input perturbation, output average) at 128² and 256² for
 * ``dip``: :class:`methods.dip.DeepImagePrior` itself (``restore``, i.e.
   :func:`bench.solvers.dip.fit_dip`, backtracking snapshots included), with ``precision=float32`` and with the default
   ``precision=auto`` (bfloat16 autocast where the CPU has bfloat16 units), each in the layout ``channels_last=auto``
-  picks for it (channels-last with bfloat16, NCHW in float32), and in the other layout, which shows why;
+  picks for it (channels-last with bfloat16, NCHW in float32), and in the other layout, which shows why; float32
+  runs the wide layers as Winograd convolutions (``conv=auto`` on a CPU), and ``dip float32 direct`` shows
+  torch's own convolutions for comparison;
 
 then the ratio dip/eager and the peak resident memory of a fresh process doing
 a 256² run of each. Each iteration is timed (setup and two warm-up iterations
@@ -95,7 +97,7 @@ def eager_run(size: int, iterations: int, seed: int = 0, stamps: list | None = N
 
 
 def dip_run(size: int, iterations: int, precision: str, seed: int = 0, stamps: list | None = None,
-            channels_last: str = "auto") -> torch.Tensor:
+            channels_last: str = "auto", conv: str = "auto") -> torch.Tensor:
     """``DeepImagePrior.restore`` on a noisy random image of ``size``²."""
     from bench.api import RestoreContext
     from degradations.noise import Noise
@@ -108,7 +110,7 @@ def dip_run(size: int, iterations: int, precision: str, seed: int = 0, stamps: l
     obs = Noise().degrade(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)),
                           torch.Generator().manual_seed(seed))
     method = DeepImagePrior(DeepImagePrior.Params(iterations=iterations, precision=precision,
-                                                          channels_last=channels_last))
+                                                  channels_last=channels_last, conv=conv))
     return method.restore(obs, StampedContext(generator=torch.Generator().manual_seed(seed)))
 
 
@@ -162,7 +164,8 @@ def main() -> None:
         "dip float32": lambda s, n, st: dip_run(s, n, "float32", stamps=st),
         f"dip auto ({auto})": lambda s, n, st: dip_run(s, n, "auto", stamps=st),
         # the layouts the default does not pick here, measured so the choice is evidence, not assumption
-        "dip float32 NHWC": lambda s, n, st: dip_run(s, n, "float32", stamps=st, channels_last="on"),
+        "dip float32 direct": lambda s, n, st: dip_run(s, n, "float32", stamps=st, conv="direct"),
+        "dip float32 NHWC": lambda s, n, st: dip_run(s, n, "float32", stamps=st, channels_last="on", conv="direct"),
     }
     if auto == "bfloat16":
         variants["dip bfloat16 NCHW"] = lambda s, n, st: dip_run(s, n, "bfloat16", stamps=st, channels_last="off")

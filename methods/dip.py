@@ -67,6 +67,10 @@ class DeepImagePrior(Method):
     / AMX) ``precision=auto`` runs the convolutions in bfloat16 autocast
     (float32 weights, optimiser, loss and output layer): about 2× faster
     than float32 here; ``precision=float32`` restores the reference numerics.
+    In float32 on a CPU, ``conv=auto`` runs the 128-channel 3×3 stride-1
+    layers at 32² pixels and larger as Winograd F(4×4, 3×3) convolutions
+    (:mod:`bench.nets.winograd`: ~1e-5 relative difference from the direct
+    convolution, under the float32 noise of a fit); ``conv=direct`` is torch's.
 
     Example:
         >>> import torch
@@ -91,6 +95,7 @@ class DeepImagePrior(Method):
         backtrack: bool = True
         precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32
         channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
+        conv: Literal["auto", "direct", "winograd"] = "auto"  # auto: winograd in float32 on a CPU, else direct (measured)
         early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
@@ -107,6 +112,8 @@ class DeepImagePrior(Method):
                 raise ValueError(f"lr={self.lr} must be > 0")
             if not 0 <= self.ema < 1:
                 raise ValueError(f"ema={self.ema} must be in [0, 1), e.g. 0.99")
+            if self.conv == "winograd" and self.precision == "bfloat16":
+                raise ValueError("conv=winograd is a float32 algorithm; use precision=float32, or conv=auto")
 
     profiles = ITERATION_PROFILES
     reference_budget = Budget(
@@ -151,6 +158,7 @@ class DeepImagePrior(Method):
             backtrack=p.backtrack,
             precision=p.precision,
             channels_last=p.channels_last == "on",
+            conv=p.conv,
             early_stop=p.early_stop,
             es_window=p.es_window,
             es_patience=p.es_patience,

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.nets.winograd import winograd_conv3x3, winograd_pays
 from bench.physics.operator import Tensor
 
 # The official configurations, as (channels_down, channels_up, channels_skip).
@@ -37,10 +38,49 @@ SKIP_128 = ((128,) * 5, (128,) * 5, (4,) * 5)  # denoising, SR, inpainting noteb
 SKIP_SMALL = ((8, 16, 32, 64, 128), (8, 16, 32, 64, 128), (0, 0, 0, 4, 4))  # JPEG notebook, Double-DIP
 
 
-def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+CONV_ALGORITHMS = ("direct", "winograd")
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose 3×3 stride-1 float32 layers can run as Winograd F(4×4, 3×3).
+
+    ``algorithm`` is ``direct`` (torch's convolution) or ``winograd``
+    (:func:`bench.nets.winograd.winograd_conv3x3` for the layers where
+    :func:`~bench.nets.winograd.winograd_pays`; the others stay direct). Same
+    parameters and initialisation as ``nn.Conv2d``.
+
+    >>> import torch
+    >>> conv = Conv2d(64, 64, 3, padding=1, padding_mode="reflect")
+    >>> x = torch.rand(1, 64, 32, 32)
+    >>> direct = conv(x)
+    >>> conv.algorithm = "winograd"
+    >>> bool((conv(x) - direct).abs().max() < 1e-4)
+    True
+    """
+
+    algorithm = "direct"
+
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if (self.algorithm == "winograd" and x.dtype == torch.float32 and not _autocast_on(x.device.type)
+                and self.kernel_size == (3, 3) and self.stride == (1, 1) and self.dilation == (1, 1)
+                and self.groups == 1 and self.padding == (1, 1)
+                and winograd_pays(self.in_channels, self.out_channels, x.shape[-2], x.shape[-1])):
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            return winograd_conv3x3(F.pad(x, (1, 1, 1, 1), mode=mode), weight, bias)
+        return super()._conv_forward(x, weight, bias)
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> Conv2d:
     # padding_mode="reflect" pads then convolves, exactly ReflectionPad2d + unpadded conv
     pad = (kernel - 1) // 2
-    return nn.Conv2d(c_in, c_out, kernel, stride, padding=pad, padding_mode="reflect" if pad else "zeros")
+    return Conv2d(c_in, c_out, kernel, stride, padding=pad, padding_mode="reflect" if pad else "zeros")
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -161,17 +201,24 @@ def seed_from(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
 
 
-def make_net(factory: Callable[[], SkipNet], seed: int, device: torch.device, channels_last: bool) -> SkipNet:
+def make_net(factory: Callable[[], SkipNet], seed: int, device: torch.device, channels_last: bool,
+             conv: str = "direct") -> SkipNet:
     """Build ``factory()`` with its weights initialised under ``seed``, on ``device``, in train mode.
 
     The global RNG is forked, so initialisation is reproducible and leaves the
     caller's RNG state untouched. BatchNorm stays in train mode (batch
-    statistics), as in the official code.
+    statistics), as in the official code. ``conv`` is the convolution
+    algorithm of its layers (:class:`Conv2d`); it does not change the weights.
     """
+    if conv not in CONV_ALGORITHMS:
+        raise ValueError(f"conv={conv!r}: expected one of {CONV_ALGORITHMS}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = factory()
     net = net.to(device)
+    for module in net.modules():
+        if isinstance(module, Conv2d):
+            module.algorithm = conv
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net.train()

@@ -117,21 +117,30 @@ def resolve_precision(params: Any, device: str) -> Any:
 
     The layout follows the precision, by measurement (``benchmarks/bench_dip.py``): oneDNN's bfloat16
     kernels want channels-last, while in float32 on an AVX2 CPU without bf16 units channels-last made a
-    128² iteration 1.6× slower than NCHW (1 061 against 661 ms, one thread).
+    128² iteration 1.6× slower than NCHW (1 061 against 661 ms, one thread). Where the params have a
+    ``conv`` field (``dip``), ``auto`` becomes ``winograd`` for float32 on a CPU (faster there, see
+    :mod:`bench.nets.winograd`) and ``direct`` otherwise (bfloat16 has its own kernels; cuDNN picks
+    Winograd itself).
 
     >>> from dataclasses import dataclass
     >>> @dataclass
     ... class P:
     ...     precision: str = "auto"
     ...     channels_last: str = "auto"
+    ...     conv: str = "auto"
     >>> resolve_precision(P(), "cuda"), resolve_precision(P("bfloat16"), "cpu")
-    (P(precision='float32', channels_last='off'), P(precision='bfloat16', channels_last='on'))
+    (P(precision='float32', channels_last='off', conv='direct'), P(precision='bfloat16', channels_last='on', conv='direct'))
+    >>> resolve_precision(P("float32"), "cpu").conv
+    'winograd'
     """
     if params.precision == "auto":
         bf16 = nets.bf16_supported(torch.device(device))
         params = dataclasses.replace(params, precision="bfloat16" if bf16 else "float32")
     if params.channels_last == "auto":
         params = dataclasses.replace(params, channels_last="on" if params.precision == "bfloat16" else "off")
+    if getattr(params, "conv", None) == "auto":
+        fast = params.precision == "float32" and torch.device(device).type == "cpu"
+        params = dataclasses.replace(params, conv="winograd" if fast else "direct")
     return params
 
 
@@ -158,6 +167,7 @@ class DipFit:
     backtrack: bool = True
     precision: str = "auto"  # "auto", "float32" or "bfloat16"
     channels_last: bool = False  # channels-last memory layout (faster only with bfloat16: resolve_precision)
+    conv: str = "direct"  # "direct" or "winograd" (float32 F(4×4, 3×3) for the wide layers: bench/nets/winograd.py)
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE
@@ -187,7 +197,7 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
     # randomness only from ctx.generator: the code z, then seeds for the weights and the perturbations
     work = nets.working_size(shape, 32)
     z = nets.code_noise(depth, work, ctx.generator).to(device)
-    net = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
+    net = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last, fit.conv)
     noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
     if fit.channels_last:
         z = z.contiguous(memory_format=torch.channels_last)

@@ -145,3 +145,16 @@ def test_output_does_not_depend_on_the_clean_image():
     assert real["status"] == fake["status"] == "ok"
     assert np.array_equal(real["_restored"], fake["_restored"])
     assert real["psnr"] != fake["psnr"]
+
+
+def test_dip_resolves_conv_into_the_key_and_refuses_winograd_in_bfloat16(monkeypatch):
+    monkeypatch.setenv("BENCH_BF16", "off")
+    (cpu,) = instantiate("method", "dip", {}, "smoke", "cpu")
+    assert cpu.params["conv"] == "winograd"  # float32 on a CPU
+    (pinned,) = instantiate("method", "dip", {"conv": "direct"}, "smoke", "cpu")
+    assert pinned.params["conv"] == "direct" and pinned.key_data() != cpu.key_data()
+    assert instantiate("method", "dip", {}, "smoke", "cuda")[0].params["conv"] == "direct"
+    monkeypatch.setenv("BENCH_BF16", "on")
+    assert instantiate("method", "dip", {}, "smoke", "cpu")[0].params["conv"] == "direct"
+    with pytest.raises(ValueError, match="conv=winograd is a float32 algorithm"):
+        DeepImagePrior.Params(precision="bfloat16", conv="winograd")

@@ -45,13 +45,28 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
+def _is_torch_file(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (its first 512 bytes) is one ``torch.load`` reads: ``torch.save``'s zip
+    archive (PyTorch >= 1.6), its legacy pickle (protocol 2 or later: the PROTO opcode 0x80 comes first) or the
+    pre-0.4 tar archive. Checked first because on anything else (a text file, an image) the unpickler fails on a
+    random opcode with ``KeyError: 544502645`` or ``IndexError: pop from empty list``, which name no file."""
+    return head.startswith((b"PK\x03\x04", b"\x80")) or head[257:262] == b"ustar"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``; clear errors for missing, truncated or unsafe files."""
+    """Load with ``weights_only=True``; clear errors for missing, truncated, unsafe or non-PyTorch files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist; check the path given to --set ...checkpoint=.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); re-download or re-train it.")
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not _is_torch_file(head):
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a PyTorch checkpoint (it starts with {head[:16]!r}, not the zip archive or "
+            "pickle that torch.save writes); pass a file saved by torch.save."
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -65,7 +80,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(
             f"checkpoint '{path}' is truncated, corrupt or not a torch file; re-download or re-train it."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as err:
+        # KeyError, IndexError: the unpickler's memo and stack on a damaged pickle
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({first}); re-download or re-train it."

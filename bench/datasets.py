@@ -141,7 +141,28 @@ def load_dataset(
             raise ImageError(f"two images map to the id '{image_id}' ({source}); rename one.")
         seen.add(image_id)
         items.append(ImageItem(id=image_id, image=center_crop(image, crop), source=source))
+    _check_distinct(items, {source: image for _, image, source in raw})
     return items
+
+
+def _check_distinct(items: list[ImageItem], full: dict[str, np.ndarray]) -> None:
+    """Refuse two images with the same content: cells and stored results are keyed by the image's digest, so the
+    second would silently take the first one's results (``computed 2``, one row, a mean over one image).
+    ``full``: each item's uncropped image by source, to say whether the files or only their crops are the same."""
+    first_by_digest: dict[str, ImageItem] = {}
+    for item in items:
+        first = first_by_digest.setdefault(item.digest, item)
+        if first is item:
+            continue
+        if image_digest(full[first.source]) == image_digest(full[item.source]):
+            where, fix = "", "Remove one of them."
+        else:  # different files whose centre crops agree (a border, a frame): the crop is what is keyed
+            height, width = item.image.shape[:2]
+            where, fix = f" in their centre {height}×{width} crop", "Remove one of them or choose another --crop."
+        raise ImageError(
+            f"images '{first.source}' and '{item.source}' have identical pixels{where}; a dataset must not hold an "
+            f"image twice (the store keys images by content). {fix}"
+        )
 
 
 def folder_md5(folder: Path) -> str:

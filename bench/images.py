@@ -5,7 +5,9 @@ Every conversion whose meaning is clear is made and logged once per file; an
 image whose meaning is not clear is an :class:`bench.errors.ImageError` naming
 the file and the fix, never a silent guess:
 
-* 8-bit: scaled by 1/255; 16-bit: by 1/65535 (warning).
+* 8-bit: scaled by 1/255; 16-bit: by 1/65535 (warning), grayscale and colour
+  alike (Pillow reads 16-bit colour PNGs as 8-bit; the bytes it drops are
+  decoded too, see :func:`_read_png16`).
 * other integer types (``int32`` TIFF, Pillow mode ``I``...): by their actual
   range, as 8-bit when the values fit 0..255, as 16-bit when they fit 0..65535
   (warning); negative or larger values are an error.
@@ -18,6 +20,11 @@ the file and the fix, never a silent guess:
 * a TIFF with several full-size pages (a stack, a multi-page scan) is an error:
   which page is "the image" is not clear, so save that page as its own file.
   Reduced-resolution pages (thumbnails, pyramids) are ignored.
+* an animated image (APNG, GIF, WebP) is an error for the same reason: which
+  frame is "the image" is not clear. (An MPO camera JPEG is read: its first
+  image is by definition the primary one, the others are previews or views.)
+* an EXIF (or TIFF) orientation tag is applied, rotating or flipping the pixels
+  as every viewer shows them (warning); orientation 1 or none: as stored.
 
 Unreadable, empty or tiny files are errors too.
 
@@ -35,11 +42,16 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,31 @@ PILLOW_CONVERSIONS = {
     "La": ("LA", None),
     "1": ("L", None),
     "PA": ("RGBA", None),
+}
+# Pillow (10 to at least 13) has no 16-bit colour modes: it decodes a 16-bit RGB(A) or gray+alpha PNG to 8 bits per
+# sample, keeping the high byte. Its PNG decoder unpacks rows through a "raw mode"; one with the same bits per pixel
+# (so row filters and interlacing are undone alike) hands over the bytes it drops. Key: the raw mode Pillow chose;
+# value: the one whose output, together with Pillow's own, gives the full 16-bit samples (see _read_png16).
+PNG16_RAWMODES = {
+    "RGB;16B": "RGB;16L",  # RGB;16L reads little-endian samples' high byte: of PNG's big-endian ones, the low byte
+    "RGBA;16B": "RGBA;16L",
+    "LA;16B": "RGBA",  # gray+alpha (Pillow mode RGBA): plain RGBA copies all 4 bytes, L high/low, A high/low
+}
+# Formats whose extra frames are not animation: TIFF pages are judged by _read_tiff; an MPO (a camera's JPEG with
+# previews, depth maps or a second stereo view) has the primary image first, by the CIPA DC-007 standard.
+STILL_MULTI_FRAME_FORMATS = {"TIFF", "MPO"}
+EXIF_ORIENTATION = 0x0112  # EXIF and TIFF tag 274
+# Orientation tag value -> the operation that shows the pixels as viewers do: Pillow's ImageOps.exif_transpose table
+# (2 FLIP_LEFT_RIGHT, 3 ROTATE_180, 4 FLIP_TOP_BOTTOM, 5 TRANSPOSE, 6 ROTATE_270, 7 TRANSVERSE, 8 ROTATE_90) on
+# (H, W, ...) arrays, so 16-bit and tifffile images are turned by the same rule (a test checks the two agree).
+ORIENTATIONS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
 }
 
 
@@ -129,11 +166,64 @@ def to_float_rgb(array: np.ndarray, source: str = "image") -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    """The first frame through Pillow, with non-RGB colour models converted by Pillow (see PILLOW_CONVERSIONS)."""
+def _exif_orientation(img: Image.Image, path: Path) -> int:
+    """The EXIF orientation tag of an open Pillow image (1, "as stored", when there is none or it is not 1..8)."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)  # Pillow also reads XMP's tiff:Orientation here
+    except Exception as err:  # a damaged EXIF block must not make good pixels unreadable
+        log.warning("%s: EXIF data unreadable (%s), orientation not applied", path, type(err).__name__)
+        return 1
+    return value if isinstance(value, int) and value in ORIENTATIONS else 1
+
+
+def _refuse_animation(img: Image.Image, path: Path) -> None:
+    """An animated image (APNG, GIF, WebP) is an error: reading its first frame would be a silent guess."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format not in STILL_MULTI_FRAME_FORMATS:
+        raise ImageError(
+            f"image '{path}' is animated ({frames} frames); which frame to use is not clear. Save the frame you "
+            "want as its own file."
+        )
+
+
+def _decode_png_as(path: Path, rawmode: str) -> np.ndarray:
+    """``path`` (a PNG) decoded by Pillow with its rows unpacked through ``rawmode`` instead of its own choice."""
     from PIL import Image
 
     with Image.open(path) as img:
+        img.tile = [(*tile[:3], rawmode) for tile in img.tile]  # (codec, extents, offset, args): the args
+        return np.asarray(img)
+
+
+def _read_png16(path: Path, rawmode: str) -> np.ndarray:
+    """A 16-bit colour PNG at full depth, ``uint16`` (H, W, C); ``rawmode`` is Pillow's (a key of PNG16_RAWMODES)."""
+    other = PNG16_RAWMODES[rawmode]
+    try:
+        extra = _decode_png_as(path, other)
+    except ValueError as err:  # a Pillow without that raw mode: refuse rather than keep 8 of the 16 bits
+        raise ImageError(
+            f"image '{path}' is a 16-bit colour PNG that this Pillow cannot read at full depth ({err}); save it as "
+            "a 16-bit TIFF or an 8-bit PNG."
+        ) from None
+    if rawmode == "LA;16B":  # one decode carries every byte: (L high, L low, A high, A low) per pixel
+        pairs = extra.astype(np.uint16).reshape(*extra.shape[:2], 2, 2)
+        return (pairs[..., 0] << 8) | pairs[..., 1]
+    high = _decode_png_as(path, rawmode)  # what Pillow reads by itself
+    return (high.astype(np.uint16) << 8) | extra
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, int]:
+    """The only frame through Pillow, with non-RGB colour models converted by Pillow (see PILLOW_CONVERSIONS), and
+    the EXIF orientation to apply."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        # first: getexif() decodes a PNG (its eXIf chunk may follow the pixels), which clears the tile
+        rawmode = img.tile[0][3] if img.format == "PNG" and len(img.tile) == 1 else None
+        _refuse_animation(img, path)
+        orientation = _exif_orientation(img, path)
+        if rawmode in PNG16_RAWMODES:
+            return _read_png16(path, rawmode), orientation
         if img.mode == "P":
             img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         elif img.mode in PILLOW_CONVERSIONS:
@@ -141,12 +231,12 @@ def _read_pillow(path: Path) -> np.ndarray:
             if message:
                 log.warning("%s: %s", path, message)
             img = img.convert(target)
-        return np.asarray(img)
+        return np.asarray(img), orientation
 
 
-def _read_tiff(path: Path) -> np.ndarray | None:
-    """A single-page gray/RGB(A) TIFF through tifffile (any sample type, planar or not); None when Pillow should
-    read it (other colour models, or a compression tifffile cannot decode here)."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+    """A single-page gray/RGB(A) TIFF through tifffile (any sample type, planar or not) and its orientation tag;
+    None when Pillow should read it (other colour models, or a compression tifffile cannot decode here)."""
     import tifffile
 
     try:
@@ -161,6 +251,8 @@ def _read_tiff(path: Path) -> np.ndarray | None:
             if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
                 return None
             array, axes = page.asarray(), page.axes
+            tag = page.tags.get(EXIF_ORIENTATION)  # tifffile returns the pixels as stored, unturned
+            orientation = int(tag.value) if tag is not None and int(tag.value) in ORIENTATIONS else 1
     except ImageError:
         raise
     except Exception:  # a compression without its codec, an exotic layout: let Pillow try
@@ -169,7 +261,19 @@ def _read_tiff(path: Path) -> np.ndarray | None:
         array, axes = np.moveaxis(array, 0, -1), axes[1:] + "S"
     if axes not in ("YX", "YXS"):
         raise ImageError(f"image '{path}': TIFF page with axes {axes} (shape {array.shape}); expected a 2-D image.")
-    return array
+    return array, orientation
+
+
+def apply_orientation(array: np.ndarray, orientation: int, source: str = "image") -> np.ndarray:
+    """Turn ``array`` (H, W, ...) as EXIF ``orientation`` says viewers show it, with a warning (1: unchanged).
+
+    >>> apply_orientation(np.arange(6).reshape(2, 3), 6).tolist()
+    [[3, 0], [4, 1], [5, 2]]
+    """
+    if orientation not in ORIENTATIONS:
+        return array
+    log.warning("%s: EXIF orientation %d applied (image rotated/flipped as viewers show it)", source, orientation)
+    return np.ascontiguousarray(ORIENTATIONS[orientation](array))
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -181,9 +285,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if size == 0:
         raise ImageError(f"image '{path}' is empty (0 bytes); delete or replace the file.")
     try:
-        array = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else None
-        if array is None:
-            array = _read_pillow(path)
+        read = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else None
+        array, orientation = read if read is not None else _read_pillow(path)
     except ImageError:
         raise
     except Exception as err:  # the decoders raise many types for corrupt data
@@ -197,7 +300,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(
             f"image '{path}' is {shape} px; images must be at least {MIN_SIZE}×{MIN_SIZE} px."
         )
-    return to_float_rgb(array, source=str(path))
+    return to_float_rgb(apply_orientation(array, orientation, str(path)), source=str(path))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

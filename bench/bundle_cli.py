@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from bench.errors import BenchError
+from bench.errors import BenchError, storage_writes
 from bench.store import DB_NAME, Store
 
 
@@ -101,7 +101,8 @@ def export_command(out: str, results_dir: str, methods: str | None, degradations
     """Write the cells `bench report` shows (rows, images, provenance) into one bundle file (zip)."""
     from bench.bundle import export_bundle  # pandas and torch only when needed: `bench --help` stays fast
 
-    summary = export_bundle(results_dir, out, _csv(methods), _csv(degradations), dataset, profile, all_versions)
+    with storage_writes(out, "--out"):  # a read-only folder, a full disk: one line; no partial bundle is left
+        summary = export_bundle(results_dir, out, _csv(methods), _csv(degradations), dataset, profile, all_versions)
     for note in summary.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(summary.line())
@@ -116,7 +117,9 @@ def import_command(bundle: str, results_dir: str) -> None:
     The bundle is verified completely first: a damaged or edited one changes nothing."""
     from bench.bundle import import_bundle
 
-    for line in import_bundle(bundle, results_dir).lines():
+    with storage_writes(results_dir, "--results-dir", "No cell was imported.", folder=results_dir):
+        lines = import_bundle(bundle, results_dir).lines()  # images first, then all rows in one transaction
+    for line in lines:
         click.echo(line, err=line.startswith(("note:", "warning:")))
 
 

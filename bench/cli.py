@@ -23,9 +23,10 @@ import click
 
 from bench.bundle_cli import export_command, import_command, provenance_command, provenance_notes
 from bench.config import check_filters, show_warnings_as_lines
-from bench.errors import BenchError
+from bench.errors import BenchError, storage_writes, write_fault
 from bench.metric_specs import default_tolerances
 from bench.rescore import rescore_command
+from bench.stored_images import recomputed_warnings
 
 log = logging.getLogger("bench")
 ALL_VERSIONS_HELP = ("Also results of older code versions (labelled [code=…]) and of replaced images (their own "
@@ -78,9 +79,8 @@ def run(**options: Any) -> None:
     click.echo(run_table(run_config, summary))
     for error in summary.errors[:10]:
         click.echo(f"failed: {error}", err=True)
-    if summary.corrupt:
-        click.echo(f"warning: {len(summary.corrupt)} stored image(s) were corrupt and were recomputed ("
-                   + ", ".join(summary.corrupt[:3]) + (", ..." if len(summary.corrupt) > 3 else "") + ")", err=True)
+    for line in recomputed_warnings(summary.corrupt, summary.missing):  # damaged or absent stored PNGs
+        click.echo(line, err=True)
     click.echo(summary.line(), err=True)  # stdout holds the table only (it can be redirected to a file)
     if summary.failed:
         sys.exit(1)
@@ -104,7 +104,7 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
     """Table-1 report of the store: rows degradation × metric, columns methods.
 
     html is one self-contained page: tables, figures (base64 PNG) and sortable per-image results."""
-    from bench.report import render
+    from bench.report import render, stored_image_notes
 
     df = _results_frame(results_dir)
     methods_wanted, degradations_wanted = check_filters(df, _csv(methods), _csv(degradations), dataset, profile)
@@ -116,12 +116,16 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
     df = _shown(_filter(df, dataset, profile), all_versions)
     for note in provenance_notes(results_dir, df, methods_wanted, degradations_wanted):  # imported cells
         click.echo(f"note: {note}", err=True)
+    image_notes = stored_image_notes(df, results_dir, methods_wanted, degradations_wanted)  # missing, truncated
+    for note in dict.fromkeys(image_notes.values()):
+        click.echo(note, err=True)
     text = render(df, fmt, per_image=per_image or fmt == "html", methods=methods_wanted,
                   degradations=degradations_wanted, ci=ci, figures_root=results_dir if colors else None,
-                  colors=colors)
+                  colors=colors, image_notes=image_notes)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        with storage_writes(out, "--out"):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
     else:
         click.echo(text)
@@ -368,6 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     except BenchError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
+    except OSError as err:  # no space, or a read-only file system, where no caller said which option to change
+        fault = write_fault(err)
+        if fault is None:
+            raise
+        click.echo(f"error: {fault}", err=True)
+        sys.exit(fault.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted; completed cells are saved and will not be recomputed", err=True)
         sys.exit(130)

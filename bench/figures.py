@@ -40,7 +40,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
 from bench.annotations import NA, is_below, percent
-from bench.errors import BenchError, UsageError
+from bench.errors import BenchError, UsageError, storage_writes
 from bench.metric_specs import spec
 from bench.plots import Color, NamedFigure, convergence_figure, distribution_figure, method_order, slug
 from bench.selection import current_rows, select_rows
@@ -265,11 +265,12 @@ def build_figures(df: pd.DataFrame, root: str | Path, colors: dict[str, Color] |
 def save_figure(fig: NamedFigure, out_dir: str | Path, formats: tuple[str, ...] = ("png", "pdf"),
                 dpi: int = 150) -> list[Path]:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = out_dir / f"{fig.name}.{fmt}"
-        fig.figure.savefig(path, dpi=dpi, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else None)
+        with storage_writes(path, "--out", folder=out_dir):  # a read-only folder, a full disk: one line
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fig.figure.savefig(path, dpi=dpi, format=fmt, metadata={"CreationDate": None} if fmt == "pdf" else None)
         paths.append(path)
     return paths
 

@@ -239,6 +239,7 @@ class CachedSummary:
     na: int = 0
     errors: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     table: str | None = None  # the remembered table, when the rows it was made from are unchanged
 
     @property

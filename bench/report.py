@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -33,6 +34,7 @@ import pandas as pd
 from bench.annotations import DAGGER, NA, percent
 from bench.metric_specs import METRIC_NAMES
 from bench.selection import current_rows, select_rows
+from bench.stored_images import damaged_note, quick_state
 from bench.tables import MISSING, Table, build_tables, format_value, latex_escape, latex_symbols
 
 log = logging.getLogger(__name__)
@@ -180,16 +182,34 @@ def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradat
     return out[PER_IMAGE_COLUMNS + extra].sort_values(["degradation", "method", "image", "seed"]).reset_index(drop=True)
 
 
+def stored_image_notes(df: pd.DataFrame, root: str | Path, methods: list[str] | None = None,
+                       degradations: list[str] | None = None) -> dict[tuple[str, str], str]:
+    """``{(dataset, profile): note}`` for the tables whose ok cells' stored PNGs (restored or degraded) are
+    missing, emptied or truncated (:func:`bench.stored_images.quick_state`: no decoding)."""
+    rows = select_rows(df, methods, degradations)
+    rows = rows[rows["status"] == "ok"] if "status" in rows else rows
+    notes = {}
+    for (dataset, profile), group in rows.groupby(["dataset", "profile"], sort=True):
+        paths = dict.fromkeys(p for column in ("output_path", "degraded_path") if column in group
+                              for p in group[column] if isinstance(p, str) and p)
+        damaged = [p for p in paths if quick_state(Path(root) / p) != "ok"]
+        if damaged:
+            notes[(str(dataset), str(profile))] = damaged_note(damaged)
+    return notes
+
+
 def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[str] | None = None,
            degradations: list[str] | None = None, ci: bool = False, figures_root: str | None = None,
-           colors: dict[str, Any] | None = None, all_versions: bool = False) -> str:
+           colors: dict[str, Any] | None = None, all_versions: bool = False,
+           image_notes: dict[tuple[str, str], str] | None = None) -> str:
     """Render the store's rows as ``latex``, ``markdown``, ``csv`` or ``html``.
 
     The rows shown are those of :func:`bench.selection.select` (``all_versions``: older code
     versions and replaced images too, labelled). ``ci`` replaces each table by means with
     bootstrap confidence intervals plus a table of paired p-values (:mod:`bench.stats`). For
     ``html``, ``figures_root`` (the results directory) embeds the figures of
-    :mod:`bench.figures` (method ``colors`` kept fixed).
+    :mod:`bench.figures` (method ``colors`` kept fixed). ``image_notes`` (:func:`stored_image_notes`) end the
+    captions of their tables.
     """
     df = current_rows(df, all_versions)
     if per_image and fmt == "csv" and not ci:
@@ -204,6 +224,9 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
                 text += "\n\n" + per_image_frame(df, methods, degradations).to_csv(index=False)
             return text
     tables = build_tables(df, methods, degradations)
+    for table in tables:
+        if (table.dataset, table.profile) in (image_notes or {}):
+            table.notes.lines.append(image_notes[(table.dataset, table.profile)])
     if fmt == "html":
         figures = None
         if figures_root is not None:

@@ -48,6 +48,7 @@ class Summary:
     errors: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # damaged stored images found (their cells were recomputed)
+    missing: list[str] = field(default_factory=list)  # stored images found absent (their cells were recomputed)
 
     def line(self) -> str:
         return f"computed {self.computed}, cached {self.cached}, failed {self.failed}" + \
@@ -99,7 +100,7 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     pending = [c for c in cells if c.key not in done]
     summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
     if not pending:
-        summary.corrupt = list(store.corrupt)
+        summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
         store.close()
         return summary
     bar = None
@@ -126,7 +127,7 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         executor.close()
         if bar:
             bar.close()
-        summary.corrupt = list(store.corrupt)
+        summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
         store.close()
     return summary
 

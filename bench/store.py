@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, storage_error, storage_writes
 from bench.images import save_png, to_uint8
 from bench.metric_specs import METRIC_NAMES
 from bench.stored_images import CorruptImageError, image_path_for, read_stored_image, stored_image  # noqa: F401
@@ -81,6 +81,7 @@ CELL_COLUMNS = {
     "hardware": "TEXT",  # what computed the cell (bench.cells.hardware); exported with it by bench.bundle
 }
 DB_NAME = "results.sqlite"
+KEPT = "Completed cells are kept."  # what a failed write of the store leaves: every earlier cell (see the docstring)
 JSON_COLUMNS = ("method_params", "degradation_params", "trace", "metric_impl")
 
 
@@ -113,6 +114,20 @@ def _connect_read_only(db_path: Path) -> sqlite3.Connection:
                      "and read it there.")
 
 
+class Rows(list):
+    """The rows of one statement, all fetched inside :meth:`Store._execute`'s checks (SQLite finds a damaged page
+    while stepping through them), with a cursor's ``fetchone``, ``fetchall`` and ``rowcount``, and column names."""
+
+    def __init__(self, cursor: sqlite3.Cursor):
+        super().__init__(cursor.fetchall())
+        self.rowcount, self.columns = cursor.rowcount, [d[0] for d in cursor.description or ()]
+
+    fetchall = list.copy  # a plain list
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+
 class Store:
     """A results directory. Safe for several processes at once (SQLite WAL, busy retry).
 
@@ -126,6 +141,7 @@ class Store:
         self.db_path = self.root / DB_NAME
         self.read_only = read_only
         self.corrupt: dict[str, None] = {}  # stored images found corrupt (ordered set of relative paths)
+        self.missing: dict[str, None] = {}  # stored images of cells asked for (cached_keys) found absent
         self._verified: set[str] = set()  # images checked intact by this instance
         self._unrecorded: dict[str, str] = {}  # sha256 of files found intact, for the image_digests table
         if read_only:
@@ -154,13 +170,10 @@ class Store:
             self._execute("CREATE TABLE IF NOT EXISTS degraded (key TEXT PRIMARY KEY, path TEXT, created TEXT)")
             self._execute("CREATE TABLE IF NOT EXISTS image_digests (path TEXT PRIMARY KEY, sha256 TEXT)")
             self._migrate()
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, BenchError) as err:  # BenchError: damaged, read-only or full (_execute)
             self._conn.close()
-            if isinstance(err, sqlite3.OperationalError) and ("locked" in str(err) or "busy" in str(err)):
+            if isinstance(err, BenchError) or "locked" in str(err) or "busy" in str(err):
                 raise
-            if "readonly" in str(err):
-                raise BenchError(f"results database '{self.db_path}' is not writable ({err}); choose another "
-                                 "--results-dir or fix its permissions.") from None
             raise damaged_database(self.db_path, err) from None
 
     def _migrate(self) -> None:
@@ -183,17 +196,24 @@ class Store:
         self._record_digests()
         self._conn.close()
 
-    def _execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
-        """Execute with retries: another process may hold the write lock for a moment."""
+    def _execute(self, sql: str, args: tuple | list = ()) -> Rows:
+        """Execute with retries (another process may hold the write lock), every row fetched; errors: one line."""
         delay = 0.05
         for attempt in range(40):
             try:
-                return self._conn.execute(sql, args)
+                return Rows(self._conn.execute(sql, args))
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) and "busy" not in str(err) or attempt == 39:
-                    raise
+                    raise storage_error(err, self.db_path, "--results-dir", KEPT) or err from None  # full, read-only
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except sqlite3.DatabaseError as err:
+                if type(err) is not sqlite3.DatabaseError:  # IntegrityError, ProgrammingError...: not damage
+                    raise
+                err.__traceback__ = None  # its frames hold the statement, which would keep the file open
+                self._unrecorded = {}  # nothing more is written to it
+                self._conn.close()
+                raise damaged_database(self.db_path, err) from None  # "database disk image is malformed"
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -202,7 +222,8 @@ class Store:
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+                self._conn.execute("ROLLBACK")
             raise
         self._execute("COMMIT")
 
@@ -215,7 +236,8 @@ class Store:
         data = image if image.dtype == np.uint8 else to_uint8(image)
         rel = image_path_for(data)
         if self.image_state(rel) != "ok":  # absent, or damaged: (re)write it
-            save_png(data, self.root / rel)
+            with storage_writes(self.root / rel, "--results-dir", KEPT, self.root):  # no space: no file left
+                save_png(data, self.root / rel)
             self._verified.add(rel)
             self._unrecorded[rel] = hashlib.sha256((self.root / rel).read_bytes()).hexdigest()
         return rel
@@ -254,7 +276,7 @@ class Store:
         """Save the digests of files found intact (an optimisation only: never fails the caller)."""
         items, self._unrecorded = list(self._unrecorded.items()), {}
         if items and not self.read_only:
-            with suppress(sqlite3.Error), self._transaction():
+            with suppress(sqlite3.Error, BenchError), self._transaction():
                 self._conn.executemany("INSERT OR REPLACE INTO image_digests (path, sha256) VALUES (?, ?)", items)
 
     def read_image(self, rel: str) -> np.ndarray:
@@ -283,8 +305,8 @@ class Store:
         return {r["key"] for r in rows if r["output_path"] and (self.root / r["output_path"]).exists()}
 
     def cached_keys(self, keys: Iterable[str]) -> set[str]:
-        """Those of ``keys`` whose ok row can be served: its restored PNG intact and its degraded PNG not
-        damaged (a missing degraded PNG is only a missing figure panel). Damaged files land in ``corrupt``."""
+        """Those of ``keys`` whose ok row can be served: its restored and degraded PNGs intact (the degraded one:
+        or never stored). Damaged files land in ``corrupt``, absent ones in ``missing``."""
         from concurrent.futures import ThreadPoolExecutor
 
         wanted = set(keys)
@@ -294,8 +316,10 @@ class Store:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashing (and decoding) release
             state = dict(zip(paths, pool.map(lambda p: self.image_state(p, recorded.get(p, "")), paths)))  # the GIL
         self._record_digests()
+        self.missing.update((p, None) for r in rows for p in (r["output_path"], r["degraded_path"])
+                            if p and state[p] == "missing")
         return {r["key"] for r in rows
-                if state[r["output_path"]] == "ok" and not (r["degraded_path"] and state[r["degraded_path"]] == "corrupt")}
+                if state[r["output_path"]] == "ok" and not (r["degraded_path"] and state[r["degraded_path"]] != "ok")}
 
     def put_cell(self, row: dict[str, Any]) -> None:
         """Insert or replace one cell row (a failed row never replaces an ok one)."""
@@ -360,7 +384,8 @@ class Store:
 
         if not self._has_cells():
             return pd.DataFrame(columns=list(CELL_COLUMNS))
-        df = pd.read_sql_query("SELECT * FROM cells", self._conn)
+        rows = self._execute("SELECT * FROM cells")  # as pd.read_sql_query builds it; damage: the one-line error
+        df = pd.DataFrame.from_records(rows, columns=rows.columns, coerce_float=True)
         for name in CELL_COLUMNS:
             if name not in df:
                 df[name] = None

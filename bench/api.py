@@ -24,10 +24,12 @@ from typing import Any, ClassVar
 import torch
 
 # Re-exported so plugins keep writing ``from bench.api import Operator, quantize``.
+from bench import draws
 from bench.physics.operator import TASKS, Observation, Operator, Tensor, quantize
 
 __all__ = [
     "TASKS",
+    "NumericalError",
     "Budget",
     "Degradation",
     "Method",
@@ -36,6 +38,7 @@ __all__ = [
     "Plugin",
     "RestoreContext",
     "Tensor",
+    "check_finite_step",
     "quantize",
 ]
 
@@ -80,9 +83,39 @@ class RestoreContext:
         self.trace.setdefault(key, []).append(float(value))
 
     def randn(self, *shape: int, like: Tensor | None = None) -> Tensor:
-        """Standard normal draw from the cell's generator (on CPU, then moved)."""
-        out = torch.randn(*shape, generator=self.generator)
+        """Standard normal draw from the cell's generator (on CPU, the same on every CPU kernel path, then moved)."""
+        out = draws.randn(shape, generator=self.generator)
         return out.to(like.device if like is not None else self.device)
+
+
+class NumericalError(FloatingPointError):
+    """An optimisation left the finite numbers: the cell fails with this reason instead of storing a result."""
+
+
+def check_finite_step(method: str, iteration: int, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`NumericalError` when ``loss`` or any state of ``optimizer`` (Adam's moments, the
+    iterate) is NaN or infinite after a step: an overflowed Adam moment freezes the iterate silently, so
+    a method would otherwise return its starting point as its result.
+
+    >>> x = torch.zeros(3, requires_grad=True)
+    >>> opt = torch.optim.Adam([x], lr=0.1)
+    >>> (x.sum() * 1e30).backward(); opt.step()
+    >>> check_finite_step("tv", 0, torch.tensor(1.0), opt)
+    Traceback (most recent call last):
+    ...
+    bench.api.NumericalError: tv: the optimisation overflowed at iteration 0 (exp_avg_sq is not finite: float32 overflow); use smaller parameters (e.g. a smaller weight) or report the case
+    """
+    if not torch.isfinite(loss).all():
+        raise NumericalError(f"{method}: the objective is not finite at iteration {iteration} ({float(loss):g}); "
+                             "use smaller parameters (e.g. a smaller weight) or report the case")
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            tensors = {"the iterate": param.detach(), **optimizer.state.get(param, {})}
+            for name, value in tensors.items():
+                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+                    raise NumericalError(f"{method}: the optimisation overflowed at iteration {iteration} ({name} is "
+                                         "not finite: float32 overflow); use smaller parameters (e.g. a smaller "
+                                         "weight) or report the case")
 
 
 @dataclass(frozen=True)
@@ -202,7 +235,7 @@ class Degradation(Plugin):
         y = operator(clean)
         sigma = float(getattr(self.params, "sigma", 0.0)) / 255.0
         if sigma > 0:
-            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
+            noise = draws.randn(y.shape, generator=generator, dtype=y.dtype)
             y = y + sigma * noise
         return quantize(y)
 

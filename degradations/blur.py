@@ -9,6 +9,7 @@ import torch
 
 from bench.api import Degradation, Operator, Tensor
 from bench.physics.blur import convolve, gaussian_kernel, motion_kernel
+from bench.physics.operator import check_sigma
 from bench.registry import register_degradation
 
 
@@ -41,8 +42,7 @@ class Blur(Degradation):
                 raise ValueError(f"kernel_sigma={self.kernel_sigma} must be > 0")
             if not self.motion_length > 0:
                 raise ValueError(f"motion_length={self.motion_length} must be > 0")
-            if not self.sigma >= 0:
-                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale)")
+            check_sigma(self.sigma)
 
     def kernel(self, generator: torch.Generator) -> Tensor:
         p = self.params

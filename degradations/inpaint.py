@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from bench.api import Degradation, Operator, Tensor
+from bench.physics.operator import check_sigma
 from bench.registry import register_degradation
 
 
@@ -34,8 +35,7 @@ class Inpaint(Degradation):
         def __post_init__(self) -> None:
             if not 0.0 <= self.missing < 1.0:
                 raise ValueError(f"missing={self.missing} must be in [0, 1), the fraction of removed pixels")
-            if not self.sigma >= 0:
-                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale)")
+            check_sigma(self.sigma)
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         keep = (torch.rand((1, 1, *shape), generator=generator) >= self.params.missing).float()

@@ -12,6 +12,7 @@ from bench.api import Degradation, Operator, Tensor, quantize
 from bench.physics.blur import convolve, gaussian_kernel
 from bench.physics.jpeg import jpeg_effective_sigma, pillow_jpeg
 from bench.physics.jpeg_qcs import QuantizedOperator, jpeg_with_quantization
+from bench.physics.operator import check_sigma
 from bench.registry import register_degradation
 
 
@@ -48,8 +49,7 @@ class Multi(Degradation):
                 raise ValueError(f"kernel_sigma={self.kernel_sigma} must be > 0")
             if self.kernel_size < 1 or self.kernel_size % 2 == 0:
                 raise ValueError(f"kernel_size={self.kernel_size} must be a positive odd number")
-            if not self.sigma >= 0:
-                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale)")
+            check_sigma(self.sigma)
             if not 1 <= self.quality <= 100:
                 raise ValueError(f"quality={self.quality} is outside 1..100 (JPEG quality factor)")
 

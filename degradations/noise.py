@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from bench.api import Degradation, Operator
+from bench.physics.operator import check_sigma
 from bench.registry import register_degradation
 
 
@@ -30,8 +31,7 @@ class Noise(Degradation):
         sigma: float = 25.0
 
         def __post_init__(self) -> None:
-            if not self.sigma >= 0:
-                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale), e.g. sigma=25")
+            check_sigma(self.sigma)
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         return Operator(lambda x: x, in_shape=shape, out_shape=shape, sigma=self.params.sigma / 255.0, name="identity", linear=True)

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from bench.api import Degradation, Operator
+from bench.physics.operator import check_sigma
 from bench.physics.resize import bicubic_down, bicubic_up
 from bench.registry import register_degradation
 
@@ -36,8 +37,7 @@ class SuperResolution(Degradation):
         def __post_init__(self) -> None:
             if self.factor not in (2, 4, 8):
                 raise ValueError(f"factor={self.factor} is not supported; use 2, 4 or 8")
-            if not self.sigma >= 0:
-                raise ValueError(f"sigma={self.sigma} must be >= 0 (0-255 scale)")
+            check_sigma(self.sigma)
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         f = self.params.factor

@@ -67,6 +67,10 @@ class DeepImagePrior(Method):
     / AMX) ``precision=auto`` runs the convolutions in bfloat16 autocast
     (float32 weights, optimiser, loss and output layer): about 2× faster
     than float32 here; ``precision=float32`` restores the reference numerics.
+    ``precision=float64`` runs the whole fit in double precision (about 2× slower than float32): a short fit
+    amplifies float32 rounding, whose order differs between CPU kernel paths (AVX2, AVX-512, thread counts),
+    into visible metric changes; in float64 those differences stay far below any reported digit, which is why
+    the CI smoke grid pins it (docs/portability.md).
     In float32 on a CPU, ``conv=auto`` runs the 128-channel 3×3 stride-1
     layers at 32² pixels and larger as Winograd F(4×4, 3×3) convolutions
     (:mod:`bench.nets.winograd`: ~1e-5 relative difference from the direct
@@ -93,7 +97,7 @@ class DeepImagePrior(Method):
         lr: float = 0.01
         ema: float = 0.99  # weight of the output average; 0 returns the last output
         backtrack: bool = True
-        precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: the same numbers on every CPU kernel path (CI smoke grid)
         channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
         conv: Literal["auto", "direct", "winograd"] = "auto"  # auto: winograd in float32 on a CPU, else direct (measured)
         early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
@@ -157,7 +161,7 @@ class DeepImagePrior(Method):
             ema=p.ema,
             backtrack=p.backtrack,
             precision=p.precision,
-            channels_last=p.channels_last == "on",
+            channels_last=p.channels_last,
             conv=p.conv,
             early_stop=p.early_stop,
             es_window=p.es_window,

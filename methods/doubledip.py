@@ -91,7 +91,7 @@ class DoubleDIP(Method):
         warmup: float = 0.5  # fraction of iterations with the artifact layer held at 0
         output: Literal["best_fit", "last", "ema"] = "best_fit"
         ema: float = 0.99  # weight of the running average when output=ema
-        precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: the same numbers on every CPU kernel path (CI smoke grid)
         channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
         early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
         es_window: int = DEFAULT_WINDOW
@@ -156,7 +156,7 @@ class DoubleDIP(Method):
             output=p.output,
             ema=p.ema,
             precision=p.precision,
-            channels_last=p.channels_last == "on",
+            channels_last=p.channels_last,
             early_stop=p.early_stop,
             es_window=p.es_window,
             es_patience=p.es_patience,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.api import Method, Observation, RestoreContext, Tensor
+from bench.api import Method, Observation, RestoreContext, Tensor, check_finite_step
 from bench.registry import register_method
 
 
@@ -60,13 +60,18 @@ class TotalVariation(Method):
         p = self.params
         y = obs.y
         lam = p.weight * max(obs.sigma, 1e-3)
+        # Adam's steps do not depend on the objective's scale, but its second moment (the squared gradient)
+        # overflows float32 beyond ~1e19: dividing by max(1, λ) keeps huge weights finite (λ = 1e29 once
+        # returned the input unchanged) and leaves every λ <= 1, the defaults included, exactly as it was.
+        scale = 1.0 / max(1.0, lam)
         x = obs.operator.init(y).detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=p.lr)
-        for _ in ctx.iterations(p.iterations, desc="tv"):
+        for it in ctx.iterations(p.iterations, desc="tv"):
             optimizer.zero_grad(set_to_none=True)
             data = 0.5 * obs.operator.data_residual(x, y).pow(2).sum()
             loss = data + lam * tv_smooth(x, p.eps)
-            loss.backward()
+            (loss * scale).backward()
             optimizer.step()
+            check_finite_step("tv", it, loss, optimizer)
             ctx.log("loss", loss.item() / y.numel())
         return x.detach().clamp(0, 1)

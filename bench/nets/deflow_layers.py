@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import draws
 from bench.nets.flow_layers import LOG_2PI, ActNorm, InvConv1x1, gaussian_log_prob, zero_conv
 
 Tensor = torch.Tensor
@@ -235,7 +236,7 @@ class ConditionEncoder(nn.Module):
         if self.training and self.config.cond_noise:
             # what averaging leaves of the degradation would let the priors tell the domains apart and
             # explain the noise by their own σ (nothing left for the shift); noise on both hides it
-            low = low + self.config.cond_noise * torch.randn(low.shape, generator=generator).to(low.device)
+            low = low + self.config.cond_noise * draws.randn(low.shape, generator).to(low.device)
         h, w = x.shape[-2:]
         if self.config.base_downscale:
             coarse = F.avg_pool2d(x, self.config.base_downscale)
@@ -308,7 +309,7 @@ class DomainShift(nn.Module):
     def sample(self, latents: list[Tensor], heat: float, generator: torch.Generator | None) -> list[Tensor]:
         """Per-level ``u = m + heat·Σ n`` shaped like ``latents``; ``n ~ N(0, I)`` drawn on the CPU (``generator``)."""
         top = latents[-1]
-        noise = torch.randn((top.shape[0], self.cov_shift.shape[0], *top.shape[-2:]), generator=generator)
+        noise = draws.randn((top.shape[0], self.cov_shift.shape[0], *top.shape[-2:]), generator)
         noise = noise.to(self.cov_shift.device)
         correlated = torch.einsum("ij,bjhw->bihw", self.cov_shift, noise)
         return self.scatter(self.mean_shift.view(1, -1, 1, 1) + heat * correlated)

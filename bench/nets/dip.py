@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import draws
 from bench.nets.winograd import winograd_conv3x3, winograd_pays
 from bench.physics.operator import Tensor
 
@@ -170,10 +171,10 @@ class SkipNet(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         features = self.body(z)
-        # the output layer runs in float32 even under bfloat16 autocast: a bfloat16 sigmoid would
-        # quantise the image to ~1/255 steps
+        # the output layer runs in the weights' precision (float32, or float64) even under bfloat16 autocast:
+        # a bfloat16 sigmoid would quantise the image to ~1/255 steps
         with torch.autocast(device_type=features.device.type, enabled=False):
-            return torch.sigmoid(self.head(features.float()))
+            return torch.sigmoid(self.head(features.to(self.head.weight.dtype)))
 
 
 def working_size(shape: Sequence[int], multiple: int) -> tuple[int, int]:
@@ -214,7 +215,7 @@ def make_net(factory: Callable[[], SkipNet], seed: int, device: torch.device, ch
         raise ValueError(f"conv={conv!r}: expected one of {CONV_ALGORITHMS}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = factory()
+        net = draws.build(factory)  # default init drawn in float64: the same weights on every CPU kernel path
     net = net.to(device)
     for module in net.modules():
         if isinstance(module, Conv2d):
@@ -245,7 +246,8 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
-def noise_buffer(depth: int, shape: Sequence[int], device: torch.device, channels_last: bool) -> Tensor:
+def noise_buffer(depth: int, shape: Sequence[int], device: torch.device, channels_last: bool,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
     """A buffer for the per-iteration input perturbation, in the layout the net runs in.
 
     Drawn contiguously (``(1, H, W, C)`` viewed as channels-last ``(1, C, H, W)``):
@@ -253,12 +255,10 @@ def noise_buffer(depth: int, shape: Sequence[int], device: torch.device, channel
     """
     h, w = shape
     if channels_last:
-        return torch.empty(1, h, w, depth, device=device).permute(0, 3, 1, 2)
-    return torch.empty(1, depth, h, w, device=device)
+        return torch.empty(1, h, w, depth, device=device, dtype=dtype).permute(0, 3, 1, 2)
+    return torch.empty(1, depth, h, w, device=device, dtype=dtype)
 
 
 def fill_normal(buffer: Tensor, generator: torch.Generator) -> Tensor:
     """Fill ``buffer`` (from :func:`noise_buffer`) with N(0, 1) draws in its storage order."""
-    base = buffer.permute(0, 2, 3, 1) if not buffer.is_contiguous() else buffer
-    base.normal_(generator=generator)
-    return buffer
+    return draws.normal_(buffer, generator)

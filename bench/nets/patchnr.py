@@ -54,6 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench import draws
 from bench.checkpoints import ModelCache
 from bench.nets.model_files import build_model, read_model, save_model
 
@@ -229,7 +230,7 @@ class PatchFlow(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
         """``n`` patches ``(n, C, k, k)`` drawn from the flow (latents ``temperature·N(0, I)``)."""
         c = self.config
-        z = temperature * torch.randn(n, c.dim, generator=generator).to(self.shift.device)
+        z = temperature * draws.randn((n, c.dim), generator).to(self.shift.device)
         return self.inverse(z).reshape(n, c.channels, c.patch, c.patch)
 
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench import draws
 from bench.nets.srflow_layers import FlowStep, Split2d, Squeeze, gaussian_logp
 from bench.nets.srflow_rrdb import RRDBNet
 
@@ -274,7 +275,7 @@ class SRFlowNet(nn.Module):
             shape = (b, c, hh // 2**level, ww // 2**level)
             if heat == 0:
                 return lr.new_zeros(shape)
-            return (torch.randn(shape, generator=generator) * heat).to(lr.device)
+            return (draws.randn(shape, generator) * heat).to(lr.device)
 
         epses, c = [], 3
         for layer, level in zip(self.flowUpsamplerNet.layers, self.flowUpsamplerNet.levels):

@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bench import draws
 from bench.physics.operator import Tensor
 
 
@@ -33,7 +34,7 @@ def motion_kernel(size: int, length: float, generator: torch.Generator) -> Tenso
     """
     steps = 64
     angle = torch.rand((), generator=generator) * 2 * math.pi
-    turns = torch.randn(steps, generator=generator) * 0.35
+    turns = draws.randn((steps,), generator) * 0.35
     angles = angle + torch.cumsum(turns, 0)
     pts = torch.cumsum(torch.stack([torch.cos(angles), torch.sin(angles)], 1), 0)
     pts = pts - pts.mean(0)

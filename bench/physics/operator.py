@@ -135,6 +135,25 @@ def is_identity(operator: Operator, shape: tuple[int, int]) -> bool:
         return bool(torch.allclose(operator(probe).cpu(), probe, atol=1e-6))
 
 
+MAX_SIGMA = 255.0  # a noise standard deviation as large as the whole 0-255 range; published tables stop at 100
+
+
+def check_sigma(sigma: float, name: str = "sigma") -> None:
+    """Refuse a noise level (0-255 scale) that is negative, not finite, or beyond the image range.
+
+    >>> check_sigma(25.0)
+    >>> check_sigma(1e9)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma=1e+09 is beyond the image range: a noise level must be in 0..255 (0-255 scale), e.g. sigma=25
+    """
+    if not sigma >= 0:
+        raise ValueError(f"{name}={sigma} must be >= 0 (0-255 scale), e.g. {name}=25")
+    if not sigma <= MAX_SIGMA:
+        raise ValueError(f"{name}={sigma:g} is beyond the image range: a noise level must be in 0..{MAX_SIGMA:g} "
+                         f"(0-255 scale), e.g. {name}=25")
+
+
 def quantize(x: Tensor) -> Tensor:
     """Clip to [0, 1] and round to 8-bit levels, like a stored image.
 

@@ -105,9 +105,14 @@ def copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
             d.copy_(s)
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether to run the convolutions in bfloat16 autocast (``auto``: where the CPU has bf16 units)."""
-    return precision == "bfloat16" or (precision == "auto" and nets.bf16_supported(device))
+def fit_dtype(precision: str) -> torch.dtype:
+    """The dtype of a fit's weights, code and loss: float64 for ``precision="float64"``, else float32 (bfloat16
+    runs as autocast over float32 weights).
+
+    >>> fit_dtype("float64"), fit_dtype("bfloat16")
+    (torch.float64, torch.float32)
+    """
+    return torch.float64 if precision == "float64" else torch.float32
 
 
 def resolve_precision(params: Any, device: str) -> Any:
@@ -165,9 +170,11 @@ class DipFit:
     lr: float = 0.01
     ema: float = 0.99  # weight of the output average; 0 returns the last output
     backtrack: bool = True
-    precision: str = "auto"  # "auto", "float32" or "bfloat16"
-    channels_last: bool = False  # channels-last memory layout (faster only with bfloat16: resolve_precision)
-    conv: str = "direct"  # "direct" or "winograd" (float32 F(4×4, 3×3) for the wide layers: bench/nets/winograd.py)
+    # "auto" in the next three is resolved by resolve_precision, exactly as the ``dip`` plugin's key resolves it,
+    # so a fit built by hand and the plugin's restoration take the same numeric path on every CPU
+    precision: str = "auto"  # "auto", "float32", "bfloat16" or "float64" (kernel-independent numbers)
+    channels_last: str = "auto"  # "auto", "on" or "off": channels-last memory layout (faster only with bfloat16)
+    conv: str = "auto"  # "auto", "direct" or "winograd" (float32 F(4×4, 3×3) for the wide layers: bench/nets/winograd.py)
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE
@@ -186,8 +193,11 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
     was at the detected iteration and stops after ``es_patience`` iterations
     without a new variance minimum.
     """
-    y = obs.y
-    device = y.device
+    device = obs.y.device
+    fit = resolve_precision(fit, device.type)
+    channels_last = fit.channels_last == "on"
+    dtype = fit_dtype(fit.precision)
+    y = obs.y.to(dtype)
     shape = tuple(obs.operator.in_shape)
     depth = fit.input_depth
 
@@ -196,13 +206,13 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
 
     # randomness only from ctx.generator: the code z, then seeds for the weights and the perturbations
     work = nets.working_size(shape, 32)
-    z = nets.code_noise(depth, work, ctx.generator).to(device)
-    net = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last, fit.conv)
+    z = nets.code_noise(depth, work, ctx.generator).to(device, dtype)
+    net = nets.make_net(factory, nets.seed_from(ctx.generator), device, channels_last, fit.conv).to(dtype)
     noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
-    if fit.channels_last:
+    if channels_last:
         z = z.contiguous(memory_format=torch.channels_last)
-    noise = nets.noise_buffer(depth, work, device, fit.channels_last)
-    bf16 = use_bf16(fit.precision, device)
+    noise = nets.noise_buffer(depth, work, device, channels_last, dtype)
+    bf16 = fit.precision == "bfloat16"
 
     params = list(net.parameters())
     optimizer = torch.optim.Adam(params, lr=fit.lr)
@@ -233,7 +243,7 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
         optimizer.step()
         with torch.no_grad():
             if average is None or fit.ema == 0:
-                average = out.detach().float().clone()
+                average = out.detach().to(dtype).clone()  # float32 under bfloat16 autocast
             else:
                 average.lerp_(out.detach(), 1.0 - fit.ema)
         if fit.monitor is not None:
@@ -252,5 +262,5 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
         ctx.log("backtracks", backtracks)
     if average is None:  # every step backtracked: the current net's output
         with torch.no_grad():
-            average = nets.centre_crop(net(z), shape).float()
-    return average.clamp(0, 1).contiguous()
+            average = nets.centre_crop(net(z), shape).to(dtype)
+    return average.clamp(0, 1).float().contiguous()

@@ -18,7 +18,7 @@ import torch
 from bench.api import RestoreContext
 from bench.nets import dip as nets
 from bench.physics.operator import Observation, Tensor
-from bench.solvers.dip import use_bf16
+from bench.solvers.dip import fit_dtype, resolve_precision
 from bench.solvers.dip_losses import exclusion_loss, std_loss
 from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, WindowedVariance
 
@@ -55,8 +55,9 @@ class DoubleDipFit:
     warmup: float = 0.5  # fraction of iterations with the artifact layer held at 0
     output: str = "best_fit"  # "best_fit", "last" or "ema"
     ema: float = 0.99  # weight of the running average when output=ema
-    precision: str = "auto"  # "auto", "float32" or "bfloat16"
-    channels_last: bool = False  # channels-last memory layout (faster only with bfloat16: resolve_precision)
+    # "auto" in the next two is resolved by resolve_precision, exactly as the ``doubledip`` plugin's key resolves it
+    precision: str = "auto"  # "auto", "float32", "bfloat16" or "float64" (kernel-independent numbers)
+    channels_last: str = "auto"  # "auto", "on" or "off": channels-last memory layout (faster only with bfloat16)
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV on the clean layer, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE
@@ -71,8 +72,12 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
     one at the detected iteration, and the fit stops after ``es_patience``
     iterations without a new variance minimum.
     """
-    y, op = obs.y, obs.operator
-    device = y.device
+    op = obs.operator
+    device = obs.y.device
+    fit = resolve_precision(fit, device.type)
+    channels_last = fit.channels_last == "on"
+    dtype = fit_dtype(fit.precision)
+    y = obs.y.to(dtype)
     clean_shape, obs_shape = tuple(op.in_shape), tuple(op.out_shape)
     sigma = max(obs.sigma, 1.0 / 255.0)
     depth = fit.input_depth
@@ -83,16 +88,16 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
     # randomness only from ctx.generator: codes, then seeds for weights and perturbations
     clean_work = nets.working_size(clean_shape, 32)
     artifact_work = nets.working_size(obs_shape, 32)
-    z_x = nets.code_noise(depth, clean_work, ctx.generator).to(device)
-    z_r = nets.code_noise(depth, artifact_work, ctx.generator).to(device)
-    g_x = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
-    g_r = nets.make_net(factory, nets.seed_from(ctx.generator), device, fit.channels_last)
+    z_x = nets.code_noise(depth, clean_work, ctx.generator).to(device, dtype)
+    z_r = nets.code_noise(depth, artifact_work, ctx.generator).to(device, dtype)
+    g_x = nets.make_net(factory, nets.seed_from(ctx.generator), device, channels_last).to(dtype)
+    g_r = nets.make_net(factory, nets.seed_from(ctx.generator), device, channels_last).to(dtype)
     noise_gen = torch.Generator(device=device).manual_seed(nets.seed_from(ctx.generator))
-    if fit.channels_last:
+    if channels_last:
         z_x = z_x.contiguous(memory_format=torch.channels_last)
         z_r = z_r.contiguous(memory_format=torch.channels_last)
-    noise = nets.noise_buffer(depth, clean_work, device, fit.channels_last)
-    bf16 = use_bf16(fit.precision, device)
+    noise = nets.noise_buffer(depth, clean_work, device, channels_last, dtype)
+    bf16 = fit.precision == "bfloat16"
 
     optimizer = torch.optim.Adam([*g_x.parameters(), *g_r.parameters()], lr=fit.lr)
     scale = 2.0 * fit.artifact_range * sigma
@@ -134,7 +139,7 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
             if fit.output == "ema" and result is not None:
                 result.lerp_(x.detach(), 1.0 - fit.ema)
             elif fit.output != "best_fit" or value <= best:
-                result = x.detach().float().clone()
+                result = x.detach().to(dtype).clone()  # float32 under bfloat16 autocast
                 best = value
         if rule is not None:
             stop = rule.update(x, i)
@@ -146,4 +151,4 @@ def fit_double_dip(obs: Observation, ctx: RestoreContext, fit: DoubleDipFit) -> 
         ctx.log("es_iteration", rule.best_iteration)
         result = detected if detected is not None else result
     assert result is not None
-    return result.clamp(0, 1).contiguous()
+    return result.clamp(0, 1).float().contiguous()

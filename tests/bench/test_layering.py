@@ -27,6 +27,7 @@ REGISTER_DECORATORS = {"register_method", "register_degradation"}
 LAYERS = {
     "bench": 0,  # the package __init__: version and environment defaults only
     "bench.errors": 0,
+    "bench.draws": 0,
     "bench.params": 0,
     "bench.metric_specs": 0,
     "bench.registry": 1,
@@ -37,6 +38,7 @@ LAYERS = {
     "bench.physics": 2,
     "bench.datasets": 2,
     "bench.metrics": 2,
+    "bench.metric_bands": 2,
     "bench.api": 3,
     "bench.nets": 3,
     "bench.training": 4,
@@ -45,7 +47,7 @@ LAYERS = {
     "methods": 5,
     **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
                                         "annotations", "report", "plots", "figures", "baseline", "rescore", "bundle",
-                                        "bundle_cli", "keycache", "stored_images", "cli")},
+                                        "bundle_cli", "keycache", "stored_images", "memory", "cli")},
 }
 HARNESS = 6
 

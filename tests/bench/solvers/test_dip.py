@@ -90,7 +90,11 @@ def test_copy_all_copies_every_tensor():
     assert all(torch.equal(d, s) for d, s in zip(dst, src))
 
 
-def test_fits_are_the_plugins_restorations():
+@pytest.mark.parametrize("bf16", ["on", "off"])
+def test_fits_are_the_plugins_restorations(bf16, monkeypatch):
+    # "auto" means the same numeric path (precision, layout, convolution) in a fit built by hand as in the
+    # plugin's key, with or without bfloat16 units (BENCH_BF16 stands in for the CPU)
+    monkeypatch.setenv("BENCH_BF16", bf16)
     obs = observe("noise", size=32)
     ctx = lambda: RestoreContext(generator=torch.Generator().manual_seed(4))  # noqa: E731
     fit = fit_dip(obs, ctx(), DipFit(iterations=2, reg_noise_std=1 / 30, net="small", input_depth=3))

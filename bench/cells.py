@@ -179,6 +179,26 @@ class Cell:
         return Cell(method, degradation, image, seed, profile, dataset, key=digest(payload), image_id=image.id,
                     degraded_key=degraded)
 
+    def draws_id(self) -> str:
+        """What the method's random draws derive from: the seed, the image content, and the method's and the
+        degradation's names, resolved parameters and files — the key without code versions, so a comment or a
+        refactoring recomputes a cell (its key changed) with the same draws."""
+        return digest({"method": experiment_data(self.method), "degradation": experiment_data(self.degradation),
+                       "image": self.image.digest if self.image is not None else self.image_id, "seed": self.seed,
+                       "profile": self.profile})
+
+
+def experiment_data(plugin: PluginInstance) -> dict[str, Any]:
+    """What of a plugin defines an experiment: its name, resolved parameters and the content of the files they
+    name (checkpoints), never its code version.
+
+    >>> experiment_data(PluginInstance("method", "tv", None, {"weight": 0.9}, "tv", "abc"))
+    {'name': 'tv', 'params': {'weight': 0.9}}
+    """
+    data = plugin.key_data()
+    del data["version"]
+    return data
+
 
 def derived_seed(*parts: Any) -> int:
     """A 63-bit seed derived from ``parts`` (independent of execution order)."""
@@ -221,15 +241,17 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
     declares the task outside its scope, :class:`NotApplicable`); never raises for method errors. The
     clean image is used only here, for the metrics, after restoring."""
     method: Method = cell.method.plugin
-    # Every draw follows from the cell's key (never from display labels or file names): same key, same result.
+    # Every draw follows from the experiment (never from code versions, display labels or file names): same
+    # experiment, same draws, also after code was tidied (the key, which includes code, decides recomputation).
+    draws_from = cell.draws_id()
     ctx = RestoreContext(
-        generator=torch.Generator().manual_seed(derived_seed("method", cell.key)),
+        generator=torch.Generator().manual_seed(derived_seed("method", draws_from)),
         seed=cell.seed,
         profile=cell.profile,
         device=torch.device(device),
         progress=progress,
     )
-    torch.manual_seed(derived_seed("global", cell.key) % (2**31))
+    torch.manual_seed(derived_seed("global", draws_from) % (2**31))
     row = base_row(cell)
     start = time.perf_counter()
     try:
@@ -243,6 +265,7 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         if not torch.isfinite(out).all():
             raise ValueError("method returned NaN or Inf values")
         restored = np.round(to_array(out.float().clamp(0, 1)) * 255.0).astype(np.uint8)
+        del out  # not needed while scoring: a large image's float copy (bench/memory.py)
         clean = to_tensor(cell.image.image)
         scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0))
         row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores),

@@ -32,6 +32,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.metric_specs import LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED
+
 NA = "n/a"
 DAGGER = "†"
 FULL = 1 - 1e-9  # a fraction at least this is the full reference budget (float noise aside)
@@ -113,8 +115,34 @@ def cell_notes(df: pd.DataFrame, degradations: list[str], methods: list[str], pr
             if use is not None and use.fraction < FULL:
                 notes.below[(degradation, method)] = use
     notes.lines = (na_lines(notes.na) + budget_lines(notes.below, profile) + weights_lines(df, methods, status)
-                   + data_term_lines(df, status))
+                   + data_term_lines(df, status) + missing_lpips_lines(df, status))
     return notes
+
+
+LPIPS_WHY = {  # the reason a row records in metric_impl for a missing LPIPS (bench.metrics) -> the caption line
+    LPIPS_NO_WEIGHTS: "LPIPS –: its AlexNet weights were not available when {n} cell(s) were computed (set "
+                      "BENCH_LPIPS_ALEXNET, then run bench rescore --metrics lpips).",
+    LPIPS_NOT_COMPUTED: "LPIPS –: not computed for {n} cell(s) (bench run --no-lpips); bench rescore --metrics lpips "
+                        "fills it in.",
+    "": "LPIPS –: {n} cell(s) have no LPIPS (computed with --no-lpips or without its AlexNet weights); "
+        "bench rescore --metrics lpips fills it in.",
+}
+
+
+def missing_lpips_lines(df: pd.DataFrame, status: pd.Series | None = None) -> list[str]:
+    """Why LPIPS is missing ("–") from ok cells: one line per reason their rows record (``metric_impl``).
+
+    >>> df = pd.DataFrame({"lpips": [None, 0.2], "metric_impl": ['{"lpips": "missing: AlexNet weights unavailable"}',
+    ...     '{"lpips": "lpips 0.1.4"}']})
+    >>> missing_lpips_lines(df)
+    ['LPIPS –: its AlexNet weights were not available when 1 cell(s) were computed (set BENCH_LPIPS_ALEXNET, then run bench rescore --metrics lpips).']
+    """
+    if "lpips" not in df.columns:
+        return []
+    lacking = df[pd.to_numeric(df["lpips"], errors="coerce").isna() & ((status == "ok") if status is not None else True)]
+    impl = lacking["metric_impl"] if "metric_impl" in lacking.columns else pd.Series("", index=lacking.index)
+    reasons = [why if why in LPIPS_WHY else "" for why in (str(_json(text).get("lpips", "")) for text in impl)]
+    return [LPIPS_WHY[why].format(n=reasons.count(why)) for why in dict.fromkeys(reasons)]
 
 
 def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None = None) -> list[str]:

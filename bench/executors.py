@@ -13,6 +13,10 @@ completed cell, and an unfinished one is lost either way. Dask's LocalCluster wo
 processes already exit at once when their parent dies (Dask's own parent-alive pipe);
 ``close`` shuts the cluster down on an interrupted run.
 
+Workers print warnings as single lines and hold back the LPIPS one: the run gives it once, in its own
+process (:func:`bench.rescore.lpips_for_run`). Dask's ``distributed`` logs at WARNING and above only
+(its INFO lines about starting and stopping workers are noise for a benchmark run; ``bench -v`` keeps them).
+
 Example:
     >>> cfg = type("C", (), {"jobs": 1, "executor": "local"})()
     >>> type(make_executor(cfg, store=None)).__name__
@@ -28,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -99,9 +104,32 @@ def die_with_parent(parent_pid: int, use_prctl: bool | None = None, interval: fl
     return how
 
 
+WORKER_QUIET = "LPIPS is missing"  # warned once per run by the run's own process, not once per worker
+
+
+def quiet_worker_warnings() -> None:
+    """In a worker: warnings as one `warning:` line like the parent's, without those the parent gives for the run."""
+    show_warnings_as_lines()
+    warnings.filterwarnings("ignore", message=WORKER_QUIET)
+
+
+DASK_LOGGING = "DASK_LOGGING__DISTRIBUTED"
+
+
+def quiet_distributed_logging() -> bool:
+    """``distributed`` at WARNING in this process (its scheduler and nannies) and in the worker processes it starts
+    (they read ``DASK_LOGGING__DISTRIBUTED`` when they import it), unless ``bench -v`` asked for INFO or the variable
+    is set already. True when it set the variable (the executor removes it again when it closes)."""
+    if logging.getLogger().getEffectiveLevel() <= logging.INFO or DASK_LOGGING in os.environ:
+        return False
+    os.environ[DASK_LOGGING] = "warning"
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    return True
+
+
 def _init_worker(images: dict[str, Any], threads: int, parent_pid: int) -> None:
     die_with_parent(parent_pid)
-    show_warnings_as_lines()  # like the parent: one `warning:` line, no source echo
+    quiet_worker_warnings()  # like the parent: one `warning:` line, no source echo
     # Ctrl-C reaches the whole process group: the parent alone decides (it keeps completed cells and kills us).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -122,6 +150,7 @@ def run_dask_cell(cell: Cell, image: Any, lpips: bool, device: str, threads: int
     """Worker side (Dask): ``image`` is the result of the image's task, resolved by Dask."""
     if threads > 0:  # 0: an external cluster's workers keep their own setting
         torch.set_num_threads(threads)
+    quiet_worker_warnings()
     return execute_cell(replace(cell, image=image), _worker_metrics(lpips, device), device)
 
 
@@ -235,6 +264,7 @@ class DaskExecutor:
             ) from None
         self.config = config
         self.cluster = None
+        self.quieted = quiet_distributed_logging()
         if config.scheduler:
             self.client = Client(config.scheduler)
         else:
@@ -285,6 +315,8 @@ class DaskExecutor:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self.quieted:
+            os.environ.pop(DASK_LOGGING, None)
 
 
 def make_executor(config: Any, store: Any) -> Any:

@@ -82,12 +82,20 @@ def request(config: Any) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "config": {name: getattr(config, name) for name in KEY_FIELDS},
+        # not in the keys, but a run with LPIPS fills it in for cells stored without it (bench.rescore.lpips_for_run)
+        "lpips": [getattr(config, "lpips", True), stat_of(hub_alexnet())],
         "cwd": os.getcwd(),
         "python": [sys.prefix, sys.version],  # the environment (sys.executable differs between python and python3)
         "host": platform.node(),
         "cpu": cpu_flags(),
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") or k == "CUDA_VISIBLE_DEVICES"},
     }
+
+
+def hub_alexnet() -> str:
+    """Where torch hub keeps LPIPS's AlexNet weights (``torch.hub.get_dir()``, found without importing torch)."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch")
+    return os.path.join(os.path.expanduser(home), "hub", "checkpoints", "alexnet-owt-7be5be79.pth")
 
 
 def entry_path(config: Any, req: dict[str, Any]) -> Path:

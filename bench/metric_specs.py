@@ -69,6 +69,8 @@ METRIC_SPECS: tuple[MetricSpec, ...] = (
 )
 METRIC_NAMES: tuple[str, ...] = tuple(s.name for s in METRIC_SPECS)
 _BY_NAME = {s.name: s for s in METRIC_SPECS}
+# Why a missing LPIPS is missing, recorded in a row's ``metric_impl`` (bench.metrics) and said by reports (bench.annotations)
+LPIPS_NOT_COMPUTED, LPIPS_NO_WEIGHTS = "missing: not computed (--no-lpips)", "missing: AlexNet weights unavailable"
 _BY_LABEL = {s.label: s for s in METRIC_SPECS}
 
 

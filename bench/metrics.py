@@ -17,9 +17,10 @@ IQA-PyTorch's defaults, within 0.005 for every metric and pair):
   scaled to [-1, 1]. The backbone comes from ``$BENCH_LPIPS_ALEXNET`` (a
   ``features.*`` state dict, loaded with ``weights_only=True``), else from the
   torch hub cache (downloaded there once, nothing printed on stdout); with
-  neither, LPIPS is ``NaN`` with one warning line naming the fix. The
-  reference image's features are kept between calls (cells of one image share
-  them), which halves the cost without changing a value.
+  neither, LPIPS is ``NaN`` with one warning line naming the fix (rows record
+  why: ``missing: ...``). The reference image's features are kept between calls
+  (cells of one image share them), which halves the cost without changing a value.
+* Images over 1024×1024 px (LPIPS: 2048×2048) are scored in row bands (:mod:`bench.metric_bands`).
 * All four run with one torch thread each (:func:`intra_op_threads`): fast on
   free cores and still fast when another process keeps a core busy. LPIPS runs
   on a second Python thread while PSNR and the SSIMs run on the caller's, so a
@@ -57,7 +58,8 @@ from pathlib import Path
 
 import torch
 
-from bench.metric_specs import METRIC_NAMES, METRIC_SPECS
+from bench.metric_bands import alexnet_features, in_one_piece, lpips_in_bands, luma_in_bands, mse, ssim_stats
+from bench.metric_specs import LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED, METRIC_NAMES, METRIC_SPECS
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +81,13 @@ def _check(ref: Tensor, dist: Tensor) -> None:
 def psnr(ref: Tensor, dist: Tensor) -> float:
     """PSNR in dB of [0, 1] RGB tensors (data range 1, i.e. 255 on 8 bits)."""
     _check(ref, dist)
-    mse = torch.mean((ref.double() - dist.double()) ** 2).item()
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    error = mse(ref, dist)
+    return math.inf if error == 0 else 10.0 * math.log10(1.0 / error)
 
 
 def luma(x: Tensor) -> Tensor:
     """Y = 0.299 R + 0.587 G + 0.114 B on the 0-255 scale, float64, ``(N, 1, H, W)``."""
-    w = torch.tensor(_LUMA, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
-    return (x.double() * 255.0 * w).sum(1, keepdim=True)
+    return luma_in_bands(x, torch.tensor(_LUMA, dtype=torch.float64, device=x.device).view(1, 3, 1, 1))
 
 
 def ssim(ref: Tensor, dist: Tensor) -> float:
@@ -99,6 +100,8 @@ def ssim_of_luma(ref_y: Tensor, dist_y: Tensor) -> float:
     """SSIM of two luma images from :func:`luma` (what :func:`ssim` computes after converting)."""
     from pytorch_msssim import ssim as _ssim
 
+    if not in_one_piece(ref_y):  # in bands (bench.metric_bands)
+        return float(ssim_stats(ref_y, dist_y)[0].mean())
     return float(_ssim(ref_y, dist_y, data_range=255.0, size_average=True))
 
 
@@ -122,7 +125,7 @@ def ssim_and_ms_ssim_of_luma(ref_y: Tensor, dist_y: Tensor) -> tuple[float, floa
     weights = ref_y.new_tensor(MS_SSIM_WEIGHTS)
     x, y, contrasts = ref_y, dist_y, []
     for level in range(len(MS_SSIM_WEIGHTS)):
-        per_channel, contrast = library._ssim(x, y, data_range=255.0, win=window, size_average=False)
+        per_channel, contrast = ssim_stats(x, y, window)  # library._ssim; in bands for a large image
         if level == 0:
             ssim_value = float(per_channel.mean())
         if level < len(MS_SSIM_WEIGHTS) - 1:
@@ -149,9 +152,11 @@ def ms_ssim_of_luma(ref_y: Tensor, dist_y: Tensor) -> float:
         _warn_once(
             "ms_ssim-small",
             f"MS-SSIM is missing for images under {MS_SSIM_MIN_SIDE} px per side (5 scales of an 11-px window); "
-            f"these are {width}×{height} px (use --crop {MS_SSIM_MIN_SIDE} or more for MS-SSIM).",
+            f"these are {width}×{height} px (bench run --crop {MS_SSIM_MIN_SIDE} or more gives MS-SSIM).",
         )
         return math.nan
+    if not in_one_piece(ref_y):
+        return ssim_and_ms_ssim_of_luma(ref_y, dist_y)[1]
     return float(_ms_ssim(ref_y, dist_y, data_range=255.0, size_average=True))
 
 
@@ -187,9 +192,13 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
+_why: dict[str, str] = {}  # why the last attempt to load LPIPS's weights failed
+
+
 def _missing(key: str, why: str) -> None:
+    _why["lpips"] = why  # names no command's flags: bench run, rescore and metrics each add their own advice
     _warn_once(key, f"LPIPS is missing: {why}; set {LPIPS_ENV} to a local AlexNet state dict (README: Offline "
-                    "weights) or pass --no-lpips. LPIPS is recorded as missing.")
+                    "weights). LPIPS is recorded as missing.")
 
 
 def _load_weights(path: Path | str) -> dict[str, Tensor] | None:
@@ -211,6 +220,8 @@ def _alexnet_state() -> dict[str, Tensor] | None:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_URL.rsplit("/", 1)[-1]
         if cached.is_file():
             state = _load_weights(cached)
+        elif "lpips-download" in _warned:  # failed already in this process (offline): not once more per suite
+            return None
         else:
             log.info("LPIPS: downloading the AlexNet backbone from %s to %s", ALEXNET_URL, cached)
             try:
@@ -246,12 +257,14 @@ class LpipsMetric:
         self._model = None
         self._tried = False
         self.backbone_digest = ""  # sha256 prefix of the AlexNet features actually loaded
+        self.missing = ""  # why the weights could not be loaded (once tried)
         self._reference: tuple[Tensor, list[Tensor]] | None = None  # the last reference image and its features
 
     def _load(self) -> None:
         self._tried = True
         state = _alexnet_state()
         if state is None:
+            self.missing = _why.get("lpips", "its weights could not be loaded")
             return
         digest = hashlib.sha256()
         for key in sorted(state):
@@ -291,30 +304,17 @@ class LpipsMetric:
         import lpips
 
         model = self._model
+        if not in_one_piece(ref, lpips=True):  # a large image: in bands, its features are not kept (bench.metric_bands)
+            return lpips_in_bands(model, ref, dist, self.device)
         with torch.no_grad():
             if self._reference is None or not _same(self._reference[0], ref):
-                self._reference = (ref.detach().clone(), self._features(ref))
-            ref_features, dist_features = self._reference[1], self._features(dist)
+                self._reference = (ref.detach().clone(), alexnet_features(model, ref, self.device))
+            ref_features, dist_features = self._reference[1], alexnet_features(model, dist, self.device)
             value = 0
             for layer in range(model.L):
                 diff = (dist_features[layer] - ref_features[layer]) ** 2
                 value += lpips.spatial_average(model.lins[layer](diff), keepdim=True)
         return float(value.item())
-
-    def _features(self, x: Tensor) -> list[Tensor]:
-        """``lpips.pretrained_networks.alexnet.forward`` layer by layer, normalised; max pooling runs channels-last:
-        the same maxima (a maximum has no rounding), 4-5× faster than torch's NCHW CPU kernel at these sizes."""
-        import lpips
-
-        h, outs = self._model.scaling_layer(x.float().to(self.device) * 2 - 1), []
-        for index in range(1, self._model.L + 1):
-            for layer in getattr(self._model.net, f"slice{index}"):
-                if isinstance(layer, torch.nn.MaxPool2d):
-                    h = layer(h.contiguous(memory_format=torch.channels_last)).contiguous()
-                else:
-                    h = layer(h)
-            outs.append(lpips.normalize_tensor(h))
-        return outs
 
 
 def _same(a: Tensor, b: Tensor) -> bool:
@@ -337,8 +337,8 @@ class MetricSuite:
         >>> x = torch.rand(1, 3, 32, 32)
         >>> suite = MetricSuite(lpips=False)
         >>> scores = suite(x, x)
-        >>> sorted(scores), sorted(suite.implementations(scores))  # no LPIPS value, no LPIPS implementation
-        (['lpips', 'ms_ssim', 'psnr', 'ssim'], ['psnr', 'ssim'])
+        >>> sorted(scores), suite.implementations(scores)["lpips"]  # no LPIPS value: why, not an implementation
+        (['lpips', 'ms_ssim', 'psnr', 'ssim'], 'missing: not computed (--no-lpips)')
     """
 
     def __init__(self, lpips: bool = True, device: str | torch.device = "cpu"):
@@ -385,12 +385,16 @@ class MetricSuite:
         return self._pool
 
     def implementations(self, scores: dict[str, float]) -> dict[str, str]:
-        """``{metric: implementation}`` for the values of ``scores`` that are not missing."""
+        """``{metric: implementation}`` for the values of ``scores`` that are not missing, and why LPIPS is missing
+        where it is (:data:`LPIPS_NOT_COMPUTED`, :data:`LPIPS_NO_WEIGHTS`; reports say it, rescoring replaces it)."""
         msssim = f"pytorch_msssim {_package_version('pytorch_msssim')}"
         known = {"psnr": "bench psnr rgb float64", "ssim": f"{msssim} ssim luma float64",
                  "ms_ssim": f"{msssim} ms_ssim luma float64"}
         if self.lpips is not None:
             known["lpips"] = self.lpips.implementation
-        return {name: known[name] for name, value in scores.items()
-                if name in known and value is not None and not (isinstance(value, float) and math.isnan(value))}
+        out = {name: known[name] for name, value in scores.items()
+               if name in known and value is not None and not (isinstance(value, float) and math.isnan(value))}
+        if "lpips" in scores and "lpips" not in out and (self.lpips is None or not self.lpips.available):
+            out["lpips"] = LPIPS_NOT_COMPUTED if self.lpips is None else LPIPS_NO_WEIGHTS
+        return out
 

@@ -6,7 +6,9 @@ profile's crop or the crop the stored image's size reveals) and used only when i
 equals the row's ``image_digest``: a replaced or edited image is skipped with a message, never scored
 against. Each row is updated in one transaction (:meth:`bench.store.Store.update_metrics`), only for the
 metrics asked for; a stored value is never replaced by a missing one, and the implementation behind
-each new value is recorded in the row's ``metric_impl``.
+each new value is recorded in the row's ``metric_impl``. ``bench run`` uses the same machinery
+(:func:`lpips_for_run`): a run that finds LPIPS available fills it in for the grid's cached cells
+stored without it, and a run that finds it unavailable says so once, whatever its number of workers.
 
 Example:
     >>> import tempfile
@@ -82,19 +84,88 @@ def check_device(device: str) -> None:
         raise BenchError(f"--device {device}: this machine has no CUDA GPU; use --device cpu.")
 
 
-def lpips_or_error(device: str) -> Any:
-    """A MetricSuite with LPIPS loaded, or an error saying why LPIPS is unavailable (before any row is written)."""
-    from bench.metrics import LPIPS_ENV, MetricSuite
+def lpips_suite(device: str) -> tuple[Any, str]:
+    """A MetricSuite with LPIPS, and "" when LPIPS loaded, else why not (the warning metrics would print is held
+    back: each command says it its own way, naming only its own options)."""
+    from bench.metrics import MetricSuite
 
     suite = MetricSuite(lpips=True, device=device)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         available = suite.lpips.available
-    if not available:
-        why = str(caught[0].message) if caught else "its weights could not be loaded"
+    return suite, "" if available else (suite.lpips.missing or "its weights could not be loaded")
+
+
+def lpips_or_error(device: str) -> Any:
+    """A MetricSuite with LPIPS loaded, or an error saying why LPIPS is unavailable (before any row is written)."""
+    from bench.metrics import LPIPS_ENV
+
+    suite, why = lpips_suite(device)
+    if why:
         raise BenchError(f"cannot compute LPIPS: {why} (set {LPIPS_ENV}, e.g. to ../shared/weights/"
                          "alexnet_features.pth); nothing was rescored.")
     return suite
+
+
+def store_scores(store: Any, summary: RescoreSummary, row: dict[str, Any], label: str, scores: dict[str, Any],
+                 suite: Any) -> None:
+    """Write the values of ``scores`` that are not missing into ``row``'s cell and count them in ``summary``."""
+    from bench.cells import clean_scores
+
+    values = {m: v for m, v in clean_scores(scores).items() if v is not None}  # never replace by a missing one
+    if not values:
+        return
+    if not store.update_metrics(row["key"], row["output_path"], values, suite.implementations(values)):
+        summary.skipped.append(f"{label}: the cell was recomputed while rescoring; run `bench rescore` again.")
+        return
+    summary.rows += 1
+    for metric, value in values.items():
+        old = row[metric]
+        if missing(old):
+            summary.filled += 1
+        elif old != value:
+            summary.changed += 1
+        else:
+            summary.unchanged += 1
+
+
+def lpips_for_run(config: Any, store: Any, cells: list[Any], done: set[str], computing: bool) -> None:
+    """``bench run``'s LPIPS, before its cells run: when LPIPS is wanted (no ``--no-lpips``) and there is something
+    to score (``computing``, or cached ok cells of the grid without LPIPS), load it once here. Available: fill in
+    the cached cells' LPIPS from their stored images (as ``bench rescore --metrics lpips`` would) and say how many.
+    Unavailable: one warning for the whole run (workers hold theirs back, :mod:`bench.executors`)."""
+    import sys
+
+    from bench.cells import to_tensor
+    from bench.metrics import LPIPS_ENV
+    from bench.store import CorruptImageError
+
+    if not config.lpips:
+        return
+    cached = {c.key: c for c in cells if c.key in done and c.image is not None}
+    lacking = [row for row in store.rows("ok") if row["key"] in cached and missing(row["lpips"])] if cached else []
+    if not (lacking or computing):
+        return
+    device = config.device if getattr(config, "executor", "local") == "local" else "cpu"
+    suite, why = lpips_suite(device)
+    if why:
+        warnings.warn(f"LPIPS is missing: {why}; set {LPIPS_ENV} to a local AlexNet state dict (README: Offline "
+                      "weights) or pass --no-lpips. LPIPS is recorded as missing; `bench rescore --metrics lpips` "
+                      "fills it in later.", stacklevel=2)
+        return
+    summary = RescoreSummary()
+    for row in lacking:
+        cell = cached[row["key"]]
+        try:
+            restored = store.read_image(row["output_path"])
+        except (FileNotFoundError, CorruptImageError, TypeError):
+            continue  # the run recomputes a cell whose stored image is gone or damaged
+        label = f"{row['method_label']} on {row['degradation_label']}/{row['image']} seed {row['seed']}"
+        scores = suite.score(to_tensor(cell.image.image), to_tensor(restored), ["lpips"])
+        store_scores(store, summary, row, label, scores, suite)
+    if summary.filled:
+        print(f"filled LPIPS of {summary.filled} cached cell(s) stored without it (its AlexNet weights are "
+              "available now)", file=sys.stderr, flush=True)
 
 
 def rescore(results_dir: str | Path, metrics: Collection[str] | None = None, only_missing: bool = True,
@@ -102,7 +173,7 @@ def rescore(results_dir: str | Path, metrics: Collection[str] | None = None, onl
             dataset: str | None = None, profile: str | None = None, data_root: str | None = None,
             progress: bool = False) -> RescoreSummary:
     """Compute ``metrics`` (default all) of the ok rows matching the filters, from their stored images."""
-    from bench.cells import clean_scores, to_tensor
+    from bench.cells import to_tensor
     from bench.figures import CleanImages
     from bench.metrics import MS_SSIM_MIN_SIDE, MetricSuite
     from bench.selection import select_rows
@@ -151,22 +222,7 @@ def rescore(results_dir: str | Path, metrics: Collection[str] | None = None, onl
                     f"{label}: clean image '{row['image']}' not found in {row['dataset']}, or its content changed "
                     f"since the run (digest {row['image_digest']} expected); pass --data-root if it moved.")
                 continue
-            scores = clean_scores(suite.score(to_tensor(clean), to_tensor(restored), todo))
-            values = {m: v for m, v in scores.items() if v is not None}  # never replace a value by a missing one
-            if not values:
-                continue
-            if not store.update_metrics(row["key"], row["output_path"], values, suite.implementations(values)):
-                summary.skipped.append(f"{label}: the cell was recomputed while rescoring; run `bench rescore` again.")
-                continue
-            summary.rows += 1
-            for metric, value in values.items():
-                old = row[metric]
-                if missing(old):
-                    summary.filled += 1
-                elif old != value:
-                    summary.changed += 1
-                else:
-                    summary.unchanged += 1
+            store_scores(store, summary, row, label, suite.score(to_tensor(clean), to_tensor(restored), todo), suite)
     finally:
         store.close()
     return summary

@@ -28,7 +28,9 @@ from bench.config import RunConfig, check_device_available, parse_overrides  # n
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
 from bench.executors import make_executor
+from bench.memory import check_memory
 from bench.profiles import get_profile
+from bench.rescore import lpips_for_run
 from bench.store import Store
 
 
@@ -98,6 +100,12 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     done = store.cached_keys(c.key for c in cells)  # verifies their PNGs: a damaged one is recomputed
     done |= {r["key"] for r in store.rows("n/a")} & {c.key for c in cells}  # deterministic for a key: kept
     pending = [c for c in cells if c.key not in done]
+    try:  # before any cell runs: refuse cells that cannot fit in memory; LPIPS once (fills cached cells lacking it)
+        check_memory(pending, config)
+        lpips_for_run(config, store, cells, done, bool(pending))
+    except BaseException:
+        store.close()
+        raise
     summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
     if not pending:
         summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)

@@ -175,14 +175,16 @@ def format_value(value: Any, metric_label: str) -> str:
 
 
 def latex_escape(text: str) -> str:
-    r"""Caption text for LaTeX: special characters escaped, σ/×/→ as math, em dash as ``--``.
+    r"""Caption text for LaTeX: special characters escaped, σ/×/→ as math, em dash as ``--``, a flag's ``--`` kept
+    as two hyphens (not an en dash).
 
-    >>> latex_escape("σ=25 & 50%")
-    '$\\sigma$=25 \\& 50\\%'
+    >>> latex_escape("σ=25 & 50%"), latex_escape("--crop")
+    ('$\\sigma$=25 \\& 50\\%', '-{}-crop')
     """
     out = text
     for char, repl in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                       ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+                       ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
+                       ("--", "-{}-")):
         out = out.replace(char, repl)
     return out.replace("σ", r"$\sigma$").replace("×", r"$\times$").replace("→", r"$\rightarrow$").replace("—", "--")
 

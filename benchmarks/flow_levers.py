@@ -1,12 +1,15 @@
-"""Issue #15's levers table: the flow priors' settings on *training* crops (never evaluation images).
+"""Issue #15's levers table: the flow priors' settings on the tuning split (never evaluation images).
 
 Usage::
 
-    python benchmarks/flow_levers.py [--images 6] [--crop 128] [--tasks noise,jpeg,multi]
+    python benchmarks/flow_levers.py [--limit 6] [--images a,b] [--crop 128] [--tasks noise,jpeg,multi]
         [--config NAME:method.param=value,... ...] [--threads 1]
 
-Each configuration restores centre crops of the last ``--images`` images of
-``../shared/data/train/bsd200`` (sorted by name) with the suite's degradations
+Each configuration restores centre crops of the first ``--limit`` images of the
+tuning split (``bench/training/splits.py``) that the shipped flow prior never
+saw (``--images``: other split names or image paths; any image outside the
+split is refused; the shipped ``patchnr_cpu.pt`` was trained on these, so its
+rows are optimistic) with the suite's degradations
 (seed 0) and prints, per task, the mean PSNR of the input and of the restored
 images and the seconds per crop (``× (256/crop)²`` gives a 256² estimate for the
 patch-wise methods). Configurations are ``label:method.param=value,...``; the
@@ -18,20 +21,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from bench.api import RestoreContext
 from bench.cells import degradation_generator
+from bench.errors import BenchError
 from bench.metrics import psnr
 from bench.params import build_params
 from bench.registry import available, get_degradation_class, get_method_class
+from bench.training.data import load_tuning_images
 
-TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "bsd200"
 CONTINUED = "methods/weights/flowprior_cpu_continued.pt"
 DEFAULT_CONFIGS = [
     "shipped:flowprior",
@@ -52,33 +56,40 @@ def parse_config(text: str) -> tuple[str, str, dict[str, str]]:
     return label, method, values
 
 
-def crops(count: int, size: int) -> list[tuple[str, torch.Tensor]]:
-    files = sorted(TRAIN.glob("*.png"))[-count:]
+def crops(count: int, size: int, images: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Centre ``size``² crops of the first ``count`` tuning-split images (of ``images``, default: unseen by the flow)."""
     out = []
-    for f in files:
-        img = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255.0
+    for name, image in load_tuning_images([x for x in images.split(",") if x] or None, unseen_by="flowprior_default.pt"):
+        img = image.astype(np.float32) / 255.0
+        if min(img.shape[:2]) < size:
+            continue
         top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
         crop = img[top : top + size, left : left + size]
-        out.append((f.stem, torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]))
-    return out
+        out.append((Path(name).stem, torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]))
+    return out[:count]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=6, help="the first N images")
+    parser.add_argument("--images", default="", help="comma-separated tuning-split names or image paths")
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--tasks", default="noise,jpeg,multi")
     parser.add_argument("--config", nargs="*", default=None)
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     configs = args.config or DEFAULT_CONFIGS + (
         ["patchnr:patchnr", "patchnr+qcs:patchnr.data_term=qcs"] if "patchnr" in available("method") else []
     )
-    images = crops(args.images, args.crop)
+    try:
+        images = crops(args.limit, args.crop, args.images)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     tasks = args.tasks.split(",")
-    print(f"{len(images)} bsd200 training crops of {args.crop}², profile {args.profile}, {args.threads} thread(s), "
+    print(f"{len(images)} tuning-split crops of {args.crop}², profile {args.profile}, {args.threads} thread(s), "
           f"load {os.getloadavg()[0]:.1f}")
     scale = (256 / args.crop) ** 2  # the patch-wise methods' time grows with the pixel count
     per = "s/256²" if args.crop == 256 else f"s/crop (≈ s/256² = ×{scale:g})"
@@ -104,7 +115,8 @@ def main() -> None:
             timing = f"{per_crop:.1f}" if args.crop == 256 else f"{per_crop:.1f} (≈ {per_crop * scale:.0f})"
             cells.append(f"{np.mean(before):.2f} | {np.mean(after):.2f} | {timing}")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -32,6 +32,7 @@ from bench.registry import register_trainer
 from bench.training.data import (
     check_no_evaluation_images,
     data_click_option,
+    exclude_tuning_split,
     load_training_images,
     sample_patches,
     split_validation,
@@ -108,12 +109,13 @@ class TrainConfig(RunOptions):
 
 
 def training_images(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None) -> list[tuple[str, np.ndarray]]:
-    """``(folder/file, uint8 image)`` of ``cfg.data`` (or the given ``images``), evaluation images refused."""
+    """``(folder/file, uint8 image)`` of ``cfg.data`` (or the given ``images``), evaluation images refused, the tuning split left out."""
     if images is None:
         loaded = load_training_images(cfg.data, MIN_SIZE)
         images = [(f"{Path(path).parent.name}/{Path(path).name}", image) for path, image in loaded]
     else:
         check_no_evaluation_images(images)
+        images = exclude_tuning_split(images)
     if not images:
         raise BenchError(f"no training images of at least {MIN_SIZE} px found in {', '.join(map(str, cfg.data))}.")
     return images

@@ -17,6 +17,12 @@ Digests are cached per process (per file identity), and only evaluation files
 whose header size matches a training image are decoded, so the guard costs
 about the time to load the six builtin photos once (~0.5 s).
 
+The same module guards the tuning split (:mod:`bench.training.splits`): every
+trainer drops split images from its training images (:func:`exclude_tuning_split`,
+by pixel digest, with a log line), and every script that chooses a constant reads
+its images through :func:`load_tuning_images`, which refuses an evaluation image
+and any image that is not in the split (:func:`check_tuning_images`).
+
 Example:
     >>> import os, tempfile
     >>> import numpy as np
@@ -58,6 +64,7 @@ def load_training_images(folders: Sequence[str | os.PathLike], min_size: int) ->
     Images smaller than ``min_size`` px and unreadable files are skipped with a
     warning. Raises :class:`bench.errors.BenchError` for a folder under an
     ``eval`` path component or a training image equal to an evaluation image.
+    Tuning-split images are left out (:func:`exclude_tuning_split`).
     """
     from bench.datasets import list_folder
     from bench.images import load_image, to_uint8
@@ -76,11 +83,13 @@ def load_training_images(folders: Sequence[str | os.PathLike], min_size: int) ->
                 continue
             out.append((str(path), to_uint8(image)))
     check_no_evaluation_images(out)
-    return out
+    return exclude_tuning_split(out)
 
 
-def check_not_evaluation_folder(folder: str | os.PathLike) -> None:
+def check_not_evaluation_folder(folder: str | os.PathLike, purpose: str = "train") -> None:
     """Refuse a folder with a path component named ``eval`` (where the project keeps evaluation data).
+
+    ``purpose`` (``train`` or ``tune``) words the message.
 
     >>> check_not_evaluation_folder("/data/train/bsd200")
     >>> check_not_evaluation_folder("/data/eval/kodak24")
@@ -90,8 +99,8 @@ def check_not_evaluation_folder(folder: str | os.PathLike) -> None:
     """
     if "eval" in Path(folder).resolve().parts:
         raise BenchError(
-            f"refusing to train on '{folder}': it is an evaluation folder (a path component is named 'eval'); "
-            "train on images that are never evaluated."
+            f"refusing to {purpose} on '{folder}': it is an evaluation folder (a path component is named 'eval'); "
+            f"{purpose} on images that are never evaluated."
         )
 
 
@@ -106,8 +115,11 @@ def pixel_digest(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def check_no_evaluation_images(items: Iterable[tuple[str, np.ndarray]]) -> None:
-    """Raise :class:`BenchError` when a training image ``(path, uint8 array)`` equals a known evaluation image."""
+def check_no_evaluation_images(items: Iterable[tuple[str, np.ndarray]], purpose: str = "train") -> None:
+    """Raise :class:`BenchError` when a training image ``(path, uint8 array)`` equals a known evaluation image.
+
+    ``purpose`` (``train`` or ``tune``) words the message.
+    """
     items = list(items)
     training = {pixel_digest(image): path for path, image in items}
     if not training:
@@ -115,17 +127,22 @@ def check_no_evaluation_images(items: Iterable[tuple[str, np.ndarray]]) -> None:
     shapes = {(int(image.shape[0]), int(image.shape[1])) for _, image in items}
     for digest, label in _builtin_digests().items():
         if digest in training:
-            _refuse(training[digest], label)
+            _refuse(training[digest], label, purpose)
     for path in evaluation_files():
         size = _header_size(path)
         if size is not None and size not in shapes:
             continue  # a different size cannot hold the same pixels: skip decoding
         digest = _file_digest(path)
         if digest in training:
-            _refuse(training[digest], f"'{path}'")
+            _refuse(training[digest], f"'{path}'", purpose)
 
 
-def _refuse(training_path: str, evaluation: str) -> None:
+def _refuse(training_path: str, evaluation: str, purpose: str = "train") -> None:
+    if purpose == "tune":
+        raise BenchError(
+            f"refusing to tune on '{training_path}': it has the same pixels as the evaluation image {evaluation}; "
+            f"{TUNE_FIX}"
+        )
     raise BenchError(
         f"refusing to train: training image '{training_path}' has the same pixels as the evaluation image "
         f"{evaluation}; remove it from the training folder (evaluation images must never be trained on)."
@@ -191,6 +208,104 @@ def _file_digest(path: Path) -> str:
         except ImageError:
             _FILE_DIGESTS[key] = ""  # unreadable: no training image can match it
     return _FILE_DIGESTS[key]
+
+
+# --------------------------------------------------------------------------- the tuning split
+
+TUNE_FIX = (
+    "tune only on the tuning split (bench/training/splits.py; list it with "
+    "`python benchmarks/tune_constants.py split`), e.g. pass no image option to use the whole split."
+)
+
+
+def exclude_tuning_split(items: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """``items`` without the images whose pixels are a tuning-split image (:mod:`bench.training.splits`).
+
+    Every trainer's images pass through here (in :func:`load_training_images`,
+    or directly when a trainer is given images); a warning line names how
+    many were excluded and why. Compared by :func:`pixel_digest`, so a renamed
+    copy is excluded too.
+
+    >>> exclude_tuning_split([("a.png", np.zeros((4, 4, 3), np.uint8))])[0][0]
+    'a.png'
+    """
+    from bench.training.splits import tuning_digests
+
+    split = tuning_digests()
+    kept, excluded = [], []
+    for path, image in items:
+        (excluded if pixel_digest(image) in split else kept).append((path, image))
+    if excluded:
+        log.warning(
+            "excluding %d tuning-split image(s) from training (bench/training/splits.py: constants are tuned on them): %s",
+            len(excluded),
+            ", ".join(Path(path).parent.name + "/" + Path(path).name for path, _ in excluded),
+        )
+    return kept
+
+
+def check_tuning_images(items: Iterable[tuple[str, np.ndarray]]) -> list[str]:
+    """The split names of tuning images ``(path or name, uint8 array)``; :class:`BenchError` for any other image.
+
+    Refused, each with one line naming the image and the fix: an image under an
+    ``eval`` folder or equal to a known evaluation image, a split name whose
+    file's pixels changed, and any image whose pixels are not a split image.
+    """
+    from bench.training.splits import TUNING_SPLIT, tuning_digests
+
+    items = list(items)
+    check_no_evaluation_images(items, purpose="tune")
+    split = tuning_digests()
+    names = []
+    for label, image in items:
+        digest = pixel_digest(image)
+        relative = "/".join(Path(label).parts[-2:])
+        if relative in TUNING_SPLIT and digest != TUNING_SPLIT[relative]:
+            raise BenchError(
+                f"refusing to tune on '{label}': it is named like the tuning-split image '{relative}' but its pixels "
+                "differ from the split's digest (the file changed); restore the original file, or change "
+                "TUNING_SPLIT in bench/training/splits.py deliberately (and re-run every tuning)."
+            )
+        if digest not in split:
+            raise BenchError(f"refusing to tune on '{label}': it is not in the tuning split; {TUNE_FIX}")
+        names.append(split[digest])
+    return names
+
+
+def load_tuning_images(
+    images: Sequence[str | os.PathLike] | None = None, *, unseen_by: str | None = None, root: str | os.PathLike | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """``(split name, uint8 H×W×3)`` of tuning images: the only way a script that chooses a constant reads images.
+
+    ``images``: split names (relative to ``root``, default
+    :func:`bench.training.splits.train_root`) or image paths; default: the
+    split, without the images the shipped weights ``unseen_by`` trained on
+    (:func:`bench.training.splits.tuning_names`). Every image passes
+    :func:`check_tuning_images`.
+    """
+    from bench.images import load_image, to_uint8
+    from bench.training.splits import TUNING_SPLIT, train_root, tuning_names
+
+    base = Path(root) if root is not None else train_root()
+    wanted = [str(x) for x in images] if images else tuning_names(unseen_by)
+    items = []
+    for entry in wanted:
+        path = base / entry if entry in TUNING_SPLIT else Path(entry)
+        if "eval" in path.resolve().parts:
+            raise BenchError(
+                f"refusing to tune on '{path}': it lies in an evaluation folder (a path component is named 'eval'); "
+                f"{TUNE_FIX}"
+            )
+        if not path.is_file():
+            hint = f"the training root is '{base}' (set $BENCH_TRAIN_ROOT)" if entry in TUNING_SPLIT else TUNE_FIX
+            raise BenchError(f"tuning image '{entry}' not found at '{path}'; {hint}")
+        try:
+            image = to_uint8(load_image(path))
+        except ImageError as err:
+            raise BenchError(f"cannot read tuning image '{path}': {err}") from err
+        items.append((entry if entry in TUNING_SPLIT else str(path), image))
+    names = check_tuning_images(items)
+    return [(name, image) for name, (_, image) in zip(names, items)]
 
 
 # --------------------------------------------------------------------------- holdout and patches

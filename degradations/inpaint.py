@@ -45,7 +45,8 @@ class Inpaint(Degradation):
             return x * mask.to(x.device, x.dtype)
 
         return Operator(
-            forward, shape, shape, sigma=max(self.params.sigma, 0.5) / 255.0, mask=mask, name="mask", linear=True
+            forward, shape, shape, sigma=max(self.params.sigma, 0.5) / 255.0, mask=mask, name="mask", linear=True,
+            noise_level=self.params.sigma / 255.0,  # the noise added, without the data-term floor
         )
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:

@@ -60,6 +60,7 @@ class SuperResolution(Degradation):
             initializer=lambda y: bicubic_up(y, f),
             name=f"bicubic_down_x{f}",
             linear=True,
+            noise_level=self.params.sigma / 255.0,  # the noise added, without the data-term floor
         )
 
     def describe(self) -> str:

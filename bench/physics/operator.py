@@ -42,6 +42,9 @@ class Operator:
             ``y`` when shapes agree; super-resolution uses bicubic upsampling).
         linear: ``forward`` is linear, ``A(a·x + b·v) = a·A(x) + b·A(v)``: solvers may then
             apply the Jacobian as ``A`` itself instead of differentiating twice.
+        noise_level: standard deviation of the noise actually added to ``A(x)`` ([0, 1] scale), without the
+            floor a degradation may keep in ``sigma`` for MAP data terms (``sr``: 1/255); None: ``sigma``.
+            DPIR's trade-off ρ is set from it (``pnp``).
 
     Example:
         >>> import torch
@@ -60,6 +63,7 @@ class Operator:
         initializer: Callable[[Tensor], Tensor] | None = None,
         name: str = "A",
         linear: bool = False,
+        noise_level: float | None = None,
     ):
         self._forward = forward
         self.in_shape = tuple(in_shape)
@@ -69,6 +73,7 @@ class Operator:
         self._initializer = initializer
         self.name = name
         self.linear = bool(linear)
+        self.noise_level = self.sigma if noise_level is None else float(noise_level)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self._forward(x)

@@ -95,9 +95,9 @@ def test_click_usage_errors_are_one_error_line(args, code, first_line, capsys):
     assert err.startswith(first_line), err
 
 
-def test_help_still_exits_zero(capsys):
-    main(["run", "--help"])
-    assert "--seed" in capsys.readouterr().out
+def test_help_still_exits_zero(run_cli):
+    code, out, err = run_cli("run", "--help")
+    assert code == 0 and "--seed" in out and not err
 
 
 def test_run_prints_only_the_table_on_stdout_and_warnings_as_single_lines(tmp_path, monkeypatch, run_cli):

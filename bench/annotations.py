@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metric_specs import LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED
+from bench.metric_specs import CONVENTIONS, LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED, PSNR_Y_CONVENTION
 
 NA = "n/a"
 DAGGER = "†"
@@ -143,6 +143,19 @@ def missing_lpips_lines(df: pd.DataFrame, status: pd.Series | None = None) -> li
     impl = lacking["metric_impl"] if "metric_impl" in lacking.columns else pd.Series("", index=lacking.index)
     reasons = [why if why in LPIPS_WHY else "" for why in (str(_json(text).get("lpips", "")) for text in impl)]
     return [LPIPS_WHY[why].format(n=reasons.count(why)) for why in dict.fromkeys(reasons)]
+
+
+def conventions_line(df: pd.DataFrame) -> str:
+    """The caption line with the metric conventions (:data:`bench.metric_specs.CONVENTIONS`), and PSNR-Y's where
+    the table has super-resolution values (:data:`bench.metric_specs.PSNR_Y_CONVENTION`).
+
+    >>> conventions_line(pd.DataFrame({"psnr_y": [None]})).startswith("Metrics: PSNR on RGB")
+    True
+    >>> "PSNR-Y (crop s), on sr cells only" in conventions_line(pd.DataFrame({"psnr_y": [31.2]}))
+    True
+    """
+    has_y = "psnr_y" in df.columns and pd.to_numeric(df["psnr_y"], errors="coerce").notna().any()
+    return CONVENTIONS + (" " + PSNR_Y_CONVENTION if has_y else "")
 
 
 def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None = None) -> list[str]:

@@ -25,7 +25,7 @@ import torch
 
 # Re-exported so plugins keep writing ``from bench.api import Operator, quantize``.
 from bench import draws
-from bench.physics.operator import TASKS, Observation, Operator, Tensor, quantize
+from bench.physics.operator import TASKS, Observation, Operator, Tensor, apply_protocol, quantize
 
 __all__ = [
     "TASKS",
@@ -227,7 +227,8 @@ class Degradation(Plugin):
         raise NotImplementedError
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
-        """Default: ``A(x)`` plus Gaussian noise of ``params.sigma`` (0-255 scale), clipped and quantised.
+        """Default: ``A(x)`` plus Gaussian noise of ``params.sigma`` (0-255 scale), then the observation
+        protocol (:meth:`protocol`: unclipped float, clipped, or clipped and rounded to 8 bits).
 
         The simulated noise may differ from ``operator.sigma``, which is the
         *effective* level a data term should assume (it includes model error).
@@ -237,7 +238,18 @@ class Degradation(Plugin):
         if sigma > 0:
             noise = draws.randn(y.shape, generator=generator, dtype=y.dtype)
             y = y + sigma * noise
-        return quantize(y)
+        return apply_protocol(y, *self.protocol())
+
+    def protocol(self) -> tuple[bool, bool]:
+        """``(clip, quantize)`` of the observation: the ``clip`` and ``quantize`` parameters where the degradation
+        has them (docs/protocol.md), else ``(True, True)``: an 8-bit image, as before they existed."""
+        clip = bool(getattr(self.params, "clip", True))
+        return clip, bool(getattr(self.params, "quantize", not hasattr(self.params, "clip")))
+
+    def eight_bit(self) -> bool:
+        """Whether observations are 8-bit images in [0, 1], which a stored PNG holds exactly (a float observation
+        is simulated again from its seed instead of read back from its PNG, :func:`bench.cells.make_observation`)."""
+        return self.protocol() == (True, True)
 
     def degrade(self, clean: Tensor, generator: torch.Generator) -> Observation:
         """Observation of ``clean`` (``(1, 3, H, W)`` in [0, 1])."""

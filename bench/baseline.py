@@ -130,8 +130,10 @@ def aggregate(df: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, Any]]
     for (method, degradation), group in df.groupby(["method_label", "degradation_label"], sort=True):
         entry = cells.setdefault(str(method), {}).setdefault(str(degradation), {})
         for metric in METRIC_NAMES:
-            values = pd.to_numeric(group[metric], errors="coerce").dropna()
+            values = pd.to_numeric(group[metric], errors="coerce").dropna() if metric in group else pd.Series(dtype=float)
             values = values[values.map(math.isfinite)]
+            if spec(metric).tasks and not len(values):  # a task's own metric (PSNR-Y: sr) is no entry elsewhere
+                continue
             mean = round(float(values.mean()), 6) if len(values) else None
             entry[metric] = {"mean": mean, "count": int(len(values))}
     return cells

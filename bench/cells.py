@@ -42,12 +42,12 @@ import numpy as np
 import torch
 
 from bench import __version__
-from bench.api import Degradation, Method, Observation, RestoreContext
+from bench.api import Degradation, Method, Observation, RestoreContext, quantize
 from bench.checkpoints import file_version, sha256_file
 from bench.codeversion import code_version
 from bench.config import MAX_SEED
 from bench.datasets import ImageItem
-from bench.errors import ParameterError
+from bench.errors import BenchError, ParameterError
 from bench.metrics import MetricSuite, psnr
 from bench.params import build_params, expand_grid, params_to_dict
 from bench.registry import lookup
@@ -225,10 +225,11 @@ def to_array(x: torch.Tensor) -> np.ndarray:
 def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, image_digest: str, name: str,
                      cached_y: np.ndarray | None = None) -> Observation:
     """The cell's observation; with ``cached_y`` only the operator is rebuilt (same draws), unless the
-    degradation's observation holds more than ``y`` (``simulate_when_cached``: a JPEG file's coefficients),
-    which is simulated again (same draws, same ``y``)."""
+    degradation's observation holds more than ``y`` (``simulate_when_cached``: a JPEG file's coefficients) or more
+    than 8 bits (a float observation, :meth:`bench.api.Degradation.eight_bit`, which its stored PNG shows only
+    clipped and rounded), which is simulated again (same draws, same ``y``, bit for bit)."""
     generator = degradation_generator(seed, image_digest, name)
-    if cached_y is None or getattr(degradation, "simulate_when_cached", False):
+    if cached_y is None or getattr(degradation, "simulate_when_cached", False) or not degradation.eight_bit():
         return degradation.degrade(clean, generator)
     degradation.check_shape(tuple(clean.shape[-2:]))
     operator = degradation.make_operator(tuple(clean.shape[-2:]), generator)
@@ -267,9 +268,10 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         restored = np.round(to_array(out.float().clamp(0, 1)) * 255.0).astype(np.uint8)
         del out  # not needed while scoring: a large image's float copy (bench/memory.py)
         clean = to_tensor(cell.image.image)
-        scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0))
+        crop = metric_crop(cell.degradation)  # PSNR-Y's border: sr cells only
+        scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0), crop=crop)
         row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores),
-                   metric_impl=metrics.implementations(scores), **cell_budget(cell, ctx.steps))
+                   metric_impl=metrics.implementations(scores, crop=crop), **cell_budget(cell, ctx.steps))
         row["_restored"] = restored
     except NotApplicable as err:  # by design, not a failure: stored, shown as "n/a", never retried
         row.update(status="n/a", error=str(err), seconds=time.perf_counter() - start, budget_fraction=None,
@@ -297,17 +299,38 @@ def execute_cell(cell: Cell, metrics: MetricSuite, device: str = "cpu", progress
         return failed_row(cell, f"degradation failed: {type(err).__name__}: {err}")
     row = compute_cell(cell, obs, metrics, device, progress=progress)
     row["input_psnr"] = input_psnr(cell, obs)
-    if cached_y is None:
-        row["_degraded"] = np.round(to_array(obs.y) * 255.0).astype(np.uint8)
+    if cached_y is None:  # the observation as a PNG shows it (a float one clipped to [0, 1], for display only)
+        row["_degraded"] = np.round(to_array(obs.y.clamp(0, 1)) * 255.0).astype(np.uint8)
     return row
 
 
 def input_psnr(cell: Cell, obs: Observation) -> float | None:
-    """PSNR of the observation's initial estimate (e.g. bicubic for sr), for reference only."""
+    """PSNR of the observation's initial estimate (e.g. bicubic for sr) as the metrics score an output (clipped to
+    [0, 1] and rounded to 8 bits: the ``identity`` row's value), for reference only."""
     init = obs.operator.init(obs.y)
     if tuple(init.shape[-2:]) != cell.image.image.shape[:2]:
         return None
-    return psnr(to_tensor(cell.image.image), init.cpu())
+    return psnr(to_tensor(cell.image.image), quantize(init.cpu().float()))
+
+
+def metric_crop(degradation: PluginInstance | str, params: dict[str, Any] | str | None = None) -> int | None:
+    """The border crop of the SR literature's PSNR-Y (:func:`bench.metrics.psnr_y`): the scale factor of a cell
+    whose degradation's task is ``sr``; None (no PSNR-Y) for every other task. ``degradation`` is a plugin
+    instance, or a degradation's name with its parameters (a stored row's, JSON allowed).
+
+    >>> metric_crop("sr", '{"factor": 4, "sigma": 0.0}'), metric_crop("noise", {"sigma": 25})
+    (4, None)
+    """
+    if isinstance(degradation, PluginInstance):
+        task, params = getattr(degradation.plugin, "task", ""), degradation.params
+    else:
+        try:
+            task = lookup("degradation", degradation).task
+        except BenchError:  # a plugin no longer installed: no task known
+            return None
+        params = json.loads(params) if isinstance(params, str) else params
+    factor = params.get("factor") if isinstance(params, dict) else None
+    return int(factor) if task == "sr" and factor else None
 
 
 def clean_scores(scores: dict[str, float]) -> dict[str, float | None]:

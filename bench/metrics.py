@@ -20,6 +20,9 @@ IQA-PyTorch's defaults, within 0.005 for every metric and pair):
   neither, LPIPS is ``NaN`` with one warning line naming the fix (rows record
   why: ``missing: ...``). The reference image's features are kept between calls
   (cells of one image share them), which halves the cost without changing a value.
+* PSNR-Y, for super-resolution cells only (the scale factor ``crop`` given): the SR literature's PSNR on the
+  BT.601 luma of MATLAB's ``rgb2ycbcr`` (16-235, not rounded), ``crop`` px cropped at every border (EDSR's
+  and BasicSR's evaluation, :func:`psnr_y`); NaN (missing) for every other cell.
 * Images over 1024×1024 px (LPIPS: 2048×2048) are scored in row bands (:mod:`bench.metric_bands`).
 * All four run with one torch thread each (:func:`intra_op_threads`): fast on
   free cores and still fast when another process keeps a core busy. LPIPS runs
@@ -83,6 +86,39 @@ def psnr(ref: Tensor, dist: Tensor) -> float:
     _check(ref, dist)
     error = mse(ref, dist)
     return math.inf if error == 0 else 10.0 * math.log10(1.0 / error)
+
+
+# MATLAB's rgb2ycbcr luma (ITU-R BT.601, studio swing 16-235) on the 0-255 scale from RGB in [0, 1], as the SR
+# literature's evaluation code computes it (EDSR's utility.calc_psnr: the same weights as 65.738/256 etc.)
+_BT601_Y = (65.481, 128.553, 24.966)
+
+
+def psnr_y(ref: Tensor, dist: Tensor, crop: int) -> float:
+    """The super-resolution literature's PSNR in dB: on the BT.601 luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B``
+    (0-255 scale, not rounded, data range 255), ``crop`` px removed at every border (the scale factor), as EDSR's
+    benchmark evaluation (``utility.calc_psnr``) and BasicSR's ``calculate_psnr(crop_border=scale,
+    test_y_channel=True)``. KAIR/DPIR round the Y of 8-bit images to integers first (about 0.01 dB apart).
+
+    >>> import torch
+    >>> x = torch.zeros(1, 3, 12, 12)
+    >>> y = x.clone(); y[..., 2:10, 2:10] = 1 / 255  # every channel one level up inside, nothing at the border
+    >>> round(psnr_y(x, y, 2), 4) == round(10 * math.log10(255**2 / (219 / 255) ** 2), 4)
+    True
+    """
+    _check(ref, dist)
+    if crop < 0 or 2 * crop >= min(ref.shape[-2:]):
+        raise ValueError(f"PSNR-Y crop {crop} leaves nothing of a {ref.shape[-2]}×{ref.shape[-1]} image")
+    weights = torch.tensor(_BT601_Y, dtype=torch.float64).view(1, 3, 1)
+    total, count = 0.0, 0
+    height, width = ref.shape[-2], ref.shape[-1]
+    for top in range(crop, height - crop, 256):  # row bands: bounded memory for large images
+        rows = slice(top, min(top + 256, height - crop))
+        diff = (ref[..., rows, crop:width - crop].double().cpu() - dist[..., rows, crop:width - crop].double().cpu())
+        y = (diff.flatten(-2) * weights).sum(-2)  # (N, pixels): the luma difference, 0-255 scale
+        total += float((y**2).sum())
+        count += y.numel()
+    error = total / count
+    return math.inf if error == 0 else 10.0 * math.log10(255.0**2 / error)
 
 
 def luma(x: Tensor) -> Tensor:
@@ -338,7 +374,7 @@ class MetricSuite:
         >>> suite = MetricSuite(lpips=False)
         >>> scores = suite(x, x)
         >>> sorted(scores), suite.implementations(scores)["lpips"]  # no LPIPS value: why, not an implementation
-        (['lpips', 'ms_ssim', 'psnr', 'ssim'], 'missing: not computed (--no-lpips)')
+        (['lpips', 'ms_ssim', 'psnr', 'psnr_y', 'ssim'], 'missing: not computed (--no-lpips)')
     """
 
     def __init__(self, lpips: bool = True, device: str | torch.device = "cpu"):
@@ -346,11 +382,13 @@ class MetricSuite:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
 
-    def __call__(self, ref: Tensor, dist: Tensor) -> dict[str, float]:
-        return self.score(ref, dist)
+    def __call__(self, ref: Tensor, dist: Tensor, crop: int | None = None) -> dict[str, float]:
+        return self.score(ref, dist, crop=crop)
 
-    def score(self, ref: Tensor, dist: Tensor, names: Iterable[str] = METRIC_NAMES) -> dict[str, float]:
-        """The metrics ``names`` of one pair (NaN: missing or not applicable).
+    def score(self, ref: Tensor, dist: Tensor, names: Iterable[str] = METRIC_NAMES,
+              crop: int | None = None) -> dict[str, float]:
+        """The metrics ``names`` of one pair (NaN: missing or not applicable). ``crop`` is PSNR-Y's border, the
+        scale factor of a super-resolution cell (:func:`bench.cells.metric_crop`); without it PSNR-Y is NaN.
 
         LPIPS runs on a second thread while PSNR and the SSIMs run on this one: each is single-threaded torch
         (no parallel region that waits for a descheduled thread under load), so a free second core halves the
@@ -373,6 +411,8 @@ class MetricSuite:
                     scores["ssim"] = ssim_of_luma(ref_y, dist_y)
                 else:
                     scores["ms_ssim"] = ms_ssim_of_luma(ref_y, dist_y)
+            if "psnr_y" in names:
+                scores["psnr_y"] = psnr_y(ref, dist, crop) if crop is not None else math.nan
             if "lpips" in names:
                 scores["lpips"] = lpips_value.result() if lpips_value is not None else math.nan
         return {name: scores[name] for name in names}
@@ -384,12 +424,12 @@ class MetricSuite:
             self._pool, self._pool_pid = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lpips"), os.getpid()
         return self._pool
 
-    def implementations(self, scores: dict[str, float]) -> dict[str, str]:
+    def implementations(self, scores: dict[str, float], crop: int | None = None) -> dict[str, str]:
         """``{metric: implementation}`` for the values of ``scores`` that are not missing, and why LPIPS is missing
         where it is (:data:`LPIPS_NOT_COMPUTED`, :data:`LPIPS_NO_WEIGHTS`; reports say it, rescoring replaces it)."""
         msssim = f"pytorch_msssim {_package_version('pytorch_msssim')}"
         known = {"psnr": "bench psnr rgb float64", "ssim": f"{msssim} ssim luma float64",
-                 "ms_ssim": f"{msssim} ms_ssim luma float64"}
+                 "ms_ssim": f"{msssim} ms_ssim luma float64", "psnr_y": f"bench psnr_y bt601 crop {crop} float64"}
         if self.lpips is not None:
             known["lpips"] = self.lpips.implementation
         out = {name: known[name] for name, value in scores.items()

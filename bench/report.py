@@ -173,10 +173,11 @@ return (isNaN(p)||isNaN(q)?a.localeCompare(c):p-q)*d;});r.forEach(function(e){b.
 
 def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
                     all_versions: bool = False) -> pd.DataFrame:
-    """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,seconds, then
+    """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,psnr_y,seconds, then
     status, error, dataset, profile and the columns that tell rows apart (digest, parameters, versions, key)."""
     df = select_rows(current_rows(df, all_versions), methods, degradations)
     out = df.assign(method=df["method_label"], degradation=df["degradation_label"])
+    out = out.assign(**{m: None for m in METRIC_NAMES if m not in out})  # rows made before a metric existed
     extra = [c for c in ("status", "error", "budget_fraction", "dataset", "profile", *IDENTITY_COLUMNS)
              if c in out.columns]
     return out[PER_IMAGE_COLUMNS + extra].sort_values(["degradation", "method", "image", "seed"]).reset_index(drop=True)

@@ -73,6 +73,13 @@ def missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def row_crop(row: dict[str, Any]) -> int | None:
+    """PSNR-Y's border crop for a stored row: its sr degradation's scale factor, else None (no PSNR-Y)."""
+    from bench.cells import metric_crop
+
+    return metric_crop(str(row.get("degradation")), row.get("degradation_params"))
+
+
 def check_device(device: str) -> None:
     import torch
 
@@ -115,7 +122,8 @@ def store_scores(store: Any, summary: RescoreSummary, row: dict[str, Any], label
     values = {m: v for m, v in clean_scores(scores).items() if v is not None}  # never replace by a missing one
     if not values:
         return
-    if not store.update_metrics(row["key"], row["output_path"], values, suite.implementations(values)):
+    crop = row_crop(row) if "psnr_y" in values else None
+    if not store.update_metrics(row["key"], row["output_path"], values, suite.implementations(values, crop=crop)):
         summary.skipped.append(f"{label}: the cell was recomputed while rescoring; run `bench rescore` again.")
         return
     summary.rows += 1
@@ -222,7 +230,8 @@ def rescore(results_dir: str | Path, metrics: Collection[str] | None = None, onl
                     f"{label}: clean image '{row['image']}' not found in {row['dataset']}, or its content changed "
                     f"since the run (digest {row['image_digest']} expected); pass --data-root if it moved.")
                 continue
-            store_scores(store, summary, row, label, suite.score(to_tensor(clean), to_tensor(restored), todo), suite)
+            scores = suite.score(to_tensor(clean), to_tensor(restored), todo, crop=row_crop(row))  # crop: sr's PSNR-Y
+            store_scores(store, summary, row, label, scores, suite)
     finally:
         store.close()
     return summary

@@ -6,9 +6,10 @@ labelled columns or rows). A (method, degradation) whose cells are not all prese
 and ok is missing (NaN, shown as "–"), never a partial mean; one whose cells are all
 "n/a" (the method does not apply to the task by design) shows "n/a". The best value
 of each row is marked, compared as displayed (a displayed tie is bold on every side).
-Captions name the dataset, the number of images, each degradation's definition and the
-profile; note lines (:mod:`bench.annotations`) give each n/a reason once and each
-method below its reference budget (marked †). :mod:`bench.report` renders these
+Captions name the dataset, the number of images, each degradation's definition (with its
+observation protocol) and the profile, then the metric conventions in one line; note lines
+(:mod:`bench.annotations`) give each n/a reason once and each method below its reference
+budget (marked †). :mod:`bench.report` renders these
 blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table` is the plain
 aligned table of ``bench check``.
 
@@ -27,14 +28,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from bench.annotations import DAGGER, NA, CellNotes, cell_notes
-from bench.metric_specs import METRIC_SPECS, spec_for_label
+from bench.annotations import DAGGER, NA, CellNotes, cell_notes, conventions_line
+from bench.metric_specs import METRIC_SPECS, MetricSpec, spec_for_label
 from bench.selection import current_rows, select_rows
 
 MISSING = "–"
@@ -76,7 +79,7 @@ class Table:
         return value_text, (mark if value_text != MISSING else "")
 
     def lines(self) -> list[str]:
-        """The caption, then one line per n/a reason and per method below its budget."""
+        """The caption, then the metric conventions, one line per n/a reason and per method below its budget."""
         return [self.caption, *self.notes.lines]
 
 
@@ -104,8 +107,9 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
     """The block of the rows of one (dataset, profile)."""
     methods = ordered(df["method_label"], ["identity"])
     degradations = ordered(df["degradation_label"])
+    rows = {d: metric_rows(df[df["degradation_label"] == d]) for d in degradations}
     index = pd.MultiIndex.from_tuples(
-        [(d, s.label) for d in degradations for s in METRIC_SPECS], names=["degradation", "metric"]
+        [(d, label) for d in degradations for _, label in rows[d]], names=["degradation", "metric"]
     )
     values = pd.DataFrame(index=index, columns=methods, dtype=float)
     for degradation in degradations:
@@ -115,10 +119,10 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
             cells = sub[sub["method_label"] == method]
             ok = cells[cells["status"] == "ok"]
             complete = set(zip(ok["image"], ok["seed"])) == expected and len(ok) == len(expected)
-            for s in METRIC_SPECS:
-                column = pd.to_numeric(ok[s.name], errors="coerce")
+            for s, label in rows[degradation]:
+                column = pd.to_numeric(ok[s.name] if s.name in ok else pd.Series(dtype=float), errors="coerce")
                 if complete and column.notna().all() and len(column):
-                    values.loc[(degradation, s.label), method] = column.mean()
+                    values.loc[(degradation, label), method] = column.mean()
     best = pd.DataFrame(False, index=index, columns=methods)
     for degradation, label in index:
         row = displayed(values.loc[(degradation, label)].astype(float), label)
@@ -134,6 +138,7 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
     named = f"scikit-image's {', '.join(dict.fromkeys(df['image'].astype(str)))}; " if dataset == "builtin" else ""
     parts = "; ".join(f"{d}: {descriptions.get(d, '')}" for d in degradations)
     notes = cell_notes(df, degradations, methods, profile)
+    notes.lines.insert(0, conventions_line(df))  # the metric conventions: one line in every format
     legend = "; n/a = not applicable (the method does not handle the task by design)" if notes.na else ""
     caption = (
         f"Mean over {image_counts(df, degradations)} of {dataset} ({named}seeds {', '.join(map(str, seeds))}), "
@@ -141,6 +146,41 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
         f"Degradations — {parts}. Best per row in bold; – = missing or failed cells{legend}."
     )
     return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile, notes=notes)
+
+
+def metric_rows(rows: pd.DataFrame) -> list[tuple[MetricSpec, str]]:
+    """The metrics of one degradation's block with their row labels: every metric that applies to all tasks, and a
+    task-specific one (PSNR-Y: ``sr`` only) where the block's rows have its values, labelled with the crop their
+    ``metric_impl`` records (else the ``factor`` parameter).
+
+    >>> rows = pd.DataFrame({"psnr_y": [30.0], "metric_impl": ['{"psnr_y": "bench psnr_y bt601 crop 4 float64"}']})
+    >>> [label for _, label in metric_rows(rows)][-1]
+    'PSNR-Y (crop 4) ↑'
+    >>> [label for _, label in metric_rows(pd.DataFrame({"psnr_y": [None]}))]
+    ['PSNR ↑', 'SSIM ↑', 'MS-SSIM ↑', 'LPIPS ↓']
+    """
+    out = []
+    for s in METRIC_SPECS:
+        if not s.tasks:
+            out.append((s, s.label))
+            continue
+        have = rows[pd.to_numeric(rows[s.name], errors="coerce").notna()] if s.name in rows else rows.iloc[:0]
+        if have.empty:  # not this block's task (or none computed): no row; the conventions line says why
+            continue
+        crops = {match.group(1) for text in have.get("metric_impl", pd.Series(dtype=object)) if isinstance(text, str)
+                 for match in [re.search(rf'"{s.name}": "[^"]* crop (\d+)', text)] if match}
+        crops |= {str(_json(p).get("factor")) for p in have.get("degradation_params", pd.Series(dtype=object))
+                  if not crops and _json(p).get("factor")}
+        out.append((s, s.row_label("crop " + "/".join(sorted(crops, key=int))) if crops else s.label))
+    return out
+
+
+def _json(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def image_counts(df: pd.DataFrame, degradations: list[str]) -> str:

@@ -9,13 +9,16 @@ import torch
 
 from bench.api import Degradation, Operator, Tensor
 from bench.physics.blur import convolve, gaussian_kernel, motion_kernel
-from bench.physics.operator import check_sigma
+from bench.physics.operator import check_protocol, check_sigma, protocol_text
 from bench.registry import register_degradation
 
 
 @register_degradation("blur")
 class Blur(Degradation):
     """Gaussian (default σ=1.6, 25×25, as in IRCNN/DPIR) or seeded motion blur, then noise σ=2.55/255.
+
+    The observation is float and unclipped by default, as DPIR's main_dpir_deblur.py makes it (AWGN added to the
+    blurred image in float, never clipped or rounded); ``clip`` and ``quantize`` as for ``noise`` (docs/protocol.md).
 
     Example:
         >>> import torch
@@ -34,8 +37,11 @@ class Blur(Degradation):
         kernel_sigma: float = 1.6
         motion_length: float = 15.0
         sigma: float = 2.55
+        clip: bool = False  # clip the observation to [0, 1]
+        quantize: bool = False  # round it to 8-bit levels (needs clip)
 
         def __post_init__(self) -> None:
+            check_protocol(self.clip, self.quantize)
             if self.kernel_size < 1 or self.kernel_size % 2 == 0:
                 raise ValueError(f"kernel_size={self.kernel_size} must be a positive odd number, e.g. 25")
             if not self.kernel_sigma > 0:
@@ -63,4 +69,4 @@ class Blur(Degradation):
     def describe(self) -> str:
         p = self.params
         what = f"Gaussian blur σ={p.kernel_sigma:g}" if p.kind == "gaussian" else f"motion blur {p.motion_length:g} px"
-        return f"{what} ({p.kernel_size}×{p.kernel_size}) + noise σ={p.sigma:g}/255"
+        return f"{what} ({p.kernel_size}×{p.kernel_size}) + noise σ={p.sigma:g}/255, {protocol_text(*self.protocol())}"

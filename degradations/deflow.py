@@ -20,6 +20,7 @@ from bench.api import Degradation, Operator, Tensor, quantize
 from bench.checkpoints import ModelCache
 from bench.errors import CheckpointError
 from bench.nets.deflow import TRAIN_HINT, DeFlowNet, load_deflow
+from bench.physics.operator import protocol_text
 from bench.registry import register_degradation
 
 
@@ -105,4 +106,4 @@ class DeFlow(Degradation):
 
     def describe(self) -> str:
         name = Path(self.params.checkpoint).name or "(no checkpoint)"
-        return f"DeFlow learned degradation ({name}, heat {self.params.heat:g})"
+        return f"DeFlow learned degradation ({name}, heat {self.params.heat:g}), {protocol_text(True, True)}"

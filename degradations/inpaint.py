@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from bench.api import Degradation, Operator, Tensor
-from bench.physics.operator import check_sigma
+from bench.physics.operator import check_protocol, check_sigma, protocol_text
 from bench.registry import register_degradation
 
 
@@ -16,7 +16,9 @@ from bench.registry import register_degradation
 class Inpaint(Degradation):
     """A seeded random pixel mask removes a fraction of pixels (all channels); A(x) = mask·x.
 
-    Missing pixels are 0 in the observation; the mask is part of the operator.
+    Missing pixels are 0 in the observation; the mask is part of the operator. With noise (``sigma``), the
+    observation is float and unclipped by default, ``clip`` and ``quantize`` as for ``noise`` (docs/protocol.md);
+    without noise (the default, as the DIP inpainting notebooks) the protocol changes nothing but the key.
 
     Example:
         >>> import torch
@@ -31,11 +33,14 @@ class Inpaint(Degradation):
     class Params:
         missing: float = 0.5
         sigma: float = 0.0
+        clip: bool = False  # clip the observation to [0, 1]
+        quantize: bool = False  # round it to 8-bit levels (needs clip)
 
         def __post_init__(self) -> None:
             if not 0.0 <= self.missing < 1.0:
                 raise ValueError(f"missing={self.missing} must be in [0, 1), the fraction of removed pixels")
             check_sigma(self.sigma)
+            check_protocol(self.clip, self.quantize)
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
         keep = (torch.rand((1, 1, *shape), generator=generator) >= self.params.missing).float()
@@ -54,4 +59,5 @@ class Inpaint(Degradation):
         return y * operator.mask
 
     def describe(self) -> str:
-        return f"inpainting, {self.params.missing:.0%} of pixels missing at random"
+        noise = f" + noise σ={self.params.sigma:g}/255" if self.params.sigma else ""
+        return f"inpainting, {self.params.missing:.0%} of pixels missing at random{noise}, {protocol_text(*self.protocol())}"

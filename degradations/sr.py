@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from bench.api import Degradation, Operator
-from bench.physics.operator import check_sigma
+from bench.physics.operator import check_protocol, check_sigma, protocol_text
 from bench.physics.resize import bicubic_down, bicubic_up
 from bench.registry import register_degradation
 
@@ -18,7 +18,10 @@ class SuperResolution(Degradation):
     """Downsampling ×2/×4/×8 by antialiased bicubic interpolation (torch), optional noise.
 
     The observation is the low-resolution image; the operator's initialiser
-    upsamples it bicubically, which is also what ``identity`` returns.
+    upsamples it bicubically, which is also what ``identity`` returns. It is float and unclipped by default
+    (bicubic overshoot kept), as DPIR's main_dpir_sisr.py makes it for bicubic degradation; ``clip=true
+    quantize=true`` gives the stored 8-bit LR images of the SR benchmarks (e.g. DIV2K's LR_bicubic PNGs that
+    SRFlow and EDSR read). See docs/protocol.md.
 
     Example:
         >>> import torch
@@ -33,11 +36,14 @@ class SuperResolution(Degradation):
     class Params:
         factor: int = 4
         sigma: float = 0.0
+        clip: bool = False  # clip the observation to [0, 1]
+        quantize: bool = False  # round it to 8-bit levels (needs clip)
 
         def __post_init__(self) -> None:
             if self.factor not in (2, 4, 8):
                 raise ValueError(f"factor={self.factor} is not supported; use 2, 4 or 8")
             check_sigma(self.sigma)
+            check_protocol(self.clip, self.quantize)
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         f = self.params.factor
@@ -65,4 +71,4 @@ class SuperResolution(Degradation):
 
     def describe(self) -> str:
         noise = f" + noise σ={self.params.sigma:g}/255" if self.params.sigma else ""
-        return f"bicubic ×{self.params.factor} downsampling (antialiased){noise}"
+        return f"bicubic ×{self.params.factor} downsampling (antialiased){noise}, {protocol_text(*self.protocol())}"

@@ -1,7 +1,7 @@
 """What a JPEG decoder knows: the quantisation tables and quantised DCT coefficients, read from the encoded bytes.
 
 A JPEG file stores, for each colour component (Y, Cb, Cr; chroma 2×2-subsampled
-by Pillow's default 4:2:0), the 8×8 block DCT coefficients of the level-shifted
+by Pillow's default 4:2:0, full size with 4:4:4), the 8×8 block DCT coefficients of the level-shifted
 component divided by the quantisation table and rounded. Every image whose
 coefficients fall in the same cells ``[(k − ½)·Q, (k + ½)·Q]`` encodes to the
 same file: that set is the *quantisation constraint set* (QCS). This module
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.physics.jpeg import check_subsampling
 from bench.physics.operator import Operator, Tensor
 
 # JFIF RGB -> YCbCr (0-255 scale; Cb and Cr offset by 128)
@@ -163,13 +164,14 @@ def read_quantization(data: bytes, sigma: float = ENCODER_SIGMA) -> JpegQuantiza
     return JpegQuantization(tables, coefficients, (fv, fh), max(float(sigma), ENCODER_SIGMA))  # type: ignore[arg-type]
 
 
-def encode_jpeg(x: Tensor, quality: int) -> bytes:
-    """Pillow's JPEG (4:2:0) of one ``(1, 3, H, W)`` image in [0, 1]."""
+def encode_jpeg(x: Tensor, quality: int, subsampling: str = "4:2:0") -> bytes:
+    """Pillow's JPEG (``subsampling`` chroma, default 4:2:0) of one ``(1, 3, H, W)`` image in [0, 1]."""
     from PIL import Image
 
+    check_subsampling(subsampling)
     array = np.round(x[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality))
+    Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality), subsampling=subsampling)
     return buffer.getvalue()
 
 
@@ -181,9 +183,11 @@ def decode_jpeg(data: bytes) -> Tensor:
     return torch.from_numpy(decoded.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
-def jpeg_with_quantization(x: Tensor, quality: int, sigma: float = ENCODER_SIGMA) -> tuple[Tensor, JpegQuantization]:
-    """Compress ``x`` (``(1, 3, H, W)``) with Pillow: the decoded image and what its file says."""
-    data = encode_jpeg(x, quality)
+def jpeg_with_quantization(x: Tensor, quality: int, sigma: float = ENCODER_SIGMA,
+                           subsampling: str = "4:2:0") -> tuple[Tensor, JpegQuantization]:
+    """Compress ``x`` (``(1, 3, H, W)``) with Pillow: the decoded image and what its file says (its chroma factors
+    follow ``subsampling``: ``(2, 2)`` for 4:2:0, ``(1, 1)`` for 4:4:4)."""
+    data = encode_jpeg(x, quality, subsampling)
     return decode_jpeg(data).to(x.device), read_quantization(data, sigma)
 
 

@@ -1,4 +1,4 @@
-"""The forward operator ``A``, the observation a method receives, and 8-bit quantisation.
+"""The forward operator ``A``, the observation a method receives, and the observation protocol (clipping, 8 bits).
 
 Physics (the forward operator and its noise level) is kept apart from the
 restoration methods, as in deepinv. A degradation draws its random parts (blur
@@ -168,3 +168,44 @@ def quantize(x: Tensor) -> Tensor:
         128.0
     """
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def check_protocol(clip: bool, quantize: bool) -> None:
+    """Refuse ``quantize`` without ``clip``: rounding to 8-bit levels needs the [0, 1] range of a stored image.
+
+    >>> check_protocol(False, True)
+    Traceback (most recent call last):
+    ...
+    ValueError: quantize=true needs clip=true: 8-bit levels exist only in [0, 1] (set clip=true too, or quantize=false)
+    """
+    if quantize and not clip:
+        raise ValueError("quantize=true needs clip=true: 8-bit levels exist only in [0, 1] "
+                         "(set clip=true too, or quantize=false)")
+
+
+def apply_protocol(y: Tensor, clip: bool, quantize: bool) -> Tensor:
+    """The observation protocol: ``y`` as it is (unclipped float, the literature's synthetic protocol), clipped to
+    [0, 1] (``clip``, as the DIP notebooks), or clipped and rounded to 8-bit levels (``quantize``, a stored image).
+
+    >>> import torch
+    >>> y = torch.tensor([-0.1, 0.5001, 1.2])
+    >>> apply_protocol(y, False, False).tolist() == y.tolist(), apply_protocol(y, True, False).tolist()
+    (True, [0.0, 0.5001000165939331, 1.0])
+    >>> [round(v * 255, 3) for v in apply_protocol(y, True, True).tolist()]
+    [0.0, 128.0, 255.0]
+    """
+    check_protocol(clip, quantize)
+    if quantize:
+        return torch.round(y.clamp(0.0, 1.0) * 255.0) / 255.0  # :func:`quantize` (the argument hides its name)
+    return y.clamp(0.0, 1.0) if clip else y
+
+
+def protocol_text(clip: bool, quantize: bool) -> str:
+    """How a caption states the observation protocol.
+
+    >>> protocol_text(False, False), protocol_text(True, False), protocol_text(True, True)
+    ('unclipped float', 'clipped to [0, 1], float', 'clipped to [0, 1] and rounded to 8 bits')
+    """
+    if quantize:
+        return "clipped to [0, 1] and rounded to 8 bits"
+    return "clipped to [0, 1], float" if clip else "unclipped float"

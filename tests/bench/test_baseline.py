@@ -164,7 +164,7 @@ def test_tolerance_errors_are_clear(text, message, store, monkeypatch, capsys):
 
 def test_tolerance_overrides_defaults():
     tol = parse_tolerances("psnr=0.5, ms-ssim=0.01")
-    assert tol == {"psnr": 0.5, "ssim": 0.002, "ms_ssim": 0.01, "lpips": 0.005}
+    assert tol == {"psnr": 0.5, "ssim": 0.002, "ms_ssim": 0.01, "lpips": 0.005, "psnr_y": 0.05}
 
 
 @pytest.mark.parametrize("content, message", [

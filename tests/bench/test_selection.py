@@ -53,8 +53,8 @@ def test_metric_records_agree_with_the_metric_suite():
     x = torch.rand(1, 3, 16, 16)
     assert tuple(MetricSuite(lpips=False)(x, x)) == METRIC_NAMES == METRICS
     assert HIGHER_IS_BETTER == {s.name: s.higher_is_better for s in METRIC_SPECS}
-    assert [s.label for s in METRIC_SPECS] == ["PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "LPIPS ↓"]
-    assert default_tolerances() == {"psnr": 0.05, "ssim": 0.002, "ms_ssim": 0.002, "lpips": 0.005}
+    assert [s.label for s in METRIC_SPECS] == ["PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "LPIPS ↓", "PSNR-Y ↑"]
+    assert default_tolerances() == {"psnr": 0.05, "ssim": 0.002, "ms_ssim": 0.002, "lpips": 0.005, "psnr_y": 0.05}
     assert all(spec_for_label(s.label) is s for s in METRIC_SPECS)
     assert spec("lpips").gain(0.3, 0.2) == pytest.approx(0.1) and spec("psnr").gain(20.0, 21.0) == 1.0
 

@@ -1,19 +1,27 @@
-"""The RMS error of Pillow JPEG with 4:2:0 and 4:4:4 chroma on training images, and their ratio per quality.
+"""The RMS error of Pillow JPEG with 4:2:0 and 4:4:4 chroma on the tuning split, and their ratio per quality.
 
-``bench.physics.jpeg.jpeg_effective_sigma`` scales its 4:2:0 table by this ratio for ``subsampling=4:4:4``.
-Training images only (never an evaluation set); full size, pooled over all pixels and channels (0-255 scale).
+``bench.physics.jpeg.jpeg_effective_sigma`` holds a table per subsampling, measured on the tuning split by
+``benchmarks/tune_constants.py jpeg-sigma`` (mean of per-image RMS errors); this script gives the pooled RMS
+error and the 4:4:4 / 4:2:0 ratio. Tuning-split images only (``bench/training/splits.py``; any other image is
+refused); full size, pooled over all pixels and channels (0-255 scale).
 
-    python benchmarks/jpeg_subsampling_sigma.py --data ../shared/data/train/bsd200 --count 30
+    python benchmarks/jpeg_subsampling_sigma.py [--images a,b] [--limit N]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.errors import BenchError  # noqa: E402
+from bench.training.data import load_tuning_images  # noqa: E402
 
 QUALITIES = (5, 10, 20, 30, 50, 75, 90, 100)
 
@@ -30,19 +38,24 @@ def rms(images: list[np.ndarray], quality: int, subsampling: str) -> float:
     return (squared / count) ** 0.5
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="a folder of training PNGs")
-    parser.add_argument("--count", type=int, default=30, help="the first N images, sorted by name")
-    args = parser.parse_args()
-    paths = sorted(Path(args.data).glob("*.png"))[: args.count]
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    print(f"{len(images)} images from {args.data}")
+    parser.add_argument("--images", default="", help="comma-separated tuning-split names or image paths")
+    parser.add_argument("--limit", type=int, default=0, help="the first N images (0: all)")
+    args = parser.parse_args(argv)
+    try:
+        items = load_tuning_images([x for x in args.images.split(",") if x] or None)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    images = [image for _, image in items][: args.limit or None]
+    print(f"{len(images)} tuning-split images")
     print("quality  4:2:0  4:4:4  ratio")
     for quality in QUALITIES:
         a, b = rms(images, quality, "4:2:0"), rms(images, quality, "4:4:4")
         print(f"{quality:7d}  {a:5.2f}  {b:5.2f}  {b / a:.3f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

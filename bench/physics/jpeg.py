@@ -4,7 +4,7 @@ Example:
     >>> import torch
     >>> x = torch.rand(1, 3, 16, 16)
     >>> tuple(pillow_jpeg(x, 10).shape), round(jpeg_effective_sigma(10) * 255, 1)
-    ((1, 3, 16, 16), 12.3)
+    ((1, 3, 16, 16), 14.2)
 """
 
 from __future__ import annotations
@@ -66,20 +66,24 @@ def pillow_jpeg(x: Tensor, quality: int, subsampling: str = "4:2:0") -> Tensor:
 def jpeg_effective_sigma(quality: int, subsampling: str = "4:2:0") -> float:
     """RMS error (0-1 scale) of Pillow JPEG at ``quality`` on natural images.
 
-    Measured on 30 BSDS training images (never evaluation images), 4:2:0: 16.8/255 at
-    quality 5, 12.3 at 10, 9.4 at 20, 8.1 at 30, 6.6 at 50, 4.9 at 75, 3.2 at 90,
-    0.9 at 100; interpolated in log-quality. 4:4:4 keeps the chroma at full size: its error is that
-    times the ratio 4:4:4 / 4:2:0 measured by ``benchmarks/jpeg_subsampling_sigma.py`` (the first 30 BSDS200
-    training images, full size; 0.984 at quality 5 … 0.435 at 100).
+    Measured for each chroma subsampling on the tuning split (``bench/training/splits.py``: 22 training-folder
+    images, full size, never evaluation images) as the mean over images of the per-image RMS error, by
+    ``python benchmarks/tune_constants.py jpeg-sigma`` (log ``docs/tuning/jpeg-sigma.md``): 4:2:0 19.4/255 at
+    quality 5, 14.2 at 10, 10.9 at 20, 9.3 at 30, 7.6 at 50, 5.5 at 75, 3.6 at 90, 1.1 at 100; 4:4:4 (the
+    chroma at full size) 19.0, 13.8, 10.5, 8.9, 7.2, 5.1, 3.1, 0.5; interpolated in log-quality. The images
+    spread widely (7.2 … 23.1/255 at quality 10, standard error of the mean 0.9): the earlier table (12.3/255
+    at quality 10) came from the first 30 BSDS200 training images.
 
     >>> round(jpeg_effective_sigma(10, "4:4:4") * 255, 1)
-    12.0
+    13.8
     """
     check_subsampling(subsampling)
     qs = np.log([5, 10, 20, 30, 50, 75, 90, 100])
-    sig = np.array([16.8, 12.3, 9.4, 8.1, 6.6, 4.9, 3.2, 0.9]) / 255.0
-    if subsampling == "4:4:4":
-        sig = sig * np.array([0.984, 0.976, 0.965, 0.959, 0.947, 0.918, 0.870, 0.435])
+    table = {  # docs/tuning/jpeg-sigma.md
+        "4:2:0": [19.4, 14.2, 10.9, 9.3, 7.6, 5.5, 3.6, 1.1],
+        "4:4:4": [19.0, 13.8, 10.5, 8.9, 7.2, 5.1, 3.1, 0.5],
+    }
+    sig = np.array(table[subsampling]) / 255.0
     return float(np.interp(np.log(max(quality, 1)), qs, sig))
 
 

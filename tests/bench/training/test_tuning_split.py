@@ -20,7 +20,7 @@ from bench.cli import cli
 from bench.datasets import load_dataset
 from bench.errors import BenchError
 from bench.images import save_png, to_uint8
-from bench.registry import available
+from bench.registry import available, get_method_class
 from bench.training import data, splits
 from bench.training.data import exclude_tuning_split, load_training_images, load_tuning_images, pixel_digest
 
@@ -114,6 +114,7 @@ TUNE_SCRIPTS = {
     "benchmarks/tune_pnp.py": lambda image: ["--images", image],
     "benchmarks/tune_patchnr.py": lambda image: ["--images", image],
     "benchmarks/flow_levers.py": lambda image: ["--images", image],
+    "benchmarks/jpeg_subsampling_sigma.py": lambda image: ["--images", image],
 }
 
 
@@ -133,9 +134,10 @@ def test_tune_constants_runs_on_the_split_and_writes_its_log(fake_split, tmp_pat
     args = ["tv-weight", "--crop", "32", "--profile", "smoke", "--tasks", "noise", "--grid", "weight=0.5"]
     assert script.main([*args, "--out-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "tv-weight: old weight=0.9 → new weight=" in printed
+    old = get_method_class("tv").Params().weight
+    assert f"tv-weight: old weight={old:g} → new weight=" in printed
     log = (out / "tv-weight.md").read_text()
-    assert "set/a.png, set/b.png" in log and "| weight=0.9 (old)" in log
+    assert "set/a.png, set/b.png" in log and f"| weight={old:g} (old)" in log
     assert (out / "tv-weight.json").is_file()
 
 

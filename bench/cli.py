@@ -26,6 +26,7 @@ from bench.config import check_filters, show_warnings_as_lines
 from bench.errors import BenchError, storage_writes, write_fault
 from bench.metric_specs import default_tolerances
 from bench.rescore import rescore_command
+from bench.standard_sets import STANDARD_SETS
 from bench.stored_images import recomputed_warnings
 
 log = logging.getLogger("bench")
@@ -50,8 +51,8 @@ def cli(verbose: int) -> None:
 @cli.command()
 @click.option("--methods", "-m", help="Comma-separated methods (see `bench list`).")
 @click.option("--degradations", "-d", help="Comma-separated degradations.")
-@click.option("--dataset", help="builtin (default), folder:PATH or div2k.")
-@click.option("--data-root", help="Folder holding DIV2K_valid_HR/ (or $BENCH_DIV2K_ROOT).")
+@click.option("--dataset", help="builtin (default), folder:PATH or a standard set: " + "|".join(STANDARD_SETS) + ".")
+@click.option("--data-root", help="Folder holding the standard sets (NAME/, div2k: DIV2K_valid_HR/; default $BENCH_DATA_ROOT or the cache).")
 @click.option("--limit", type=int, help="Use the first N images (default: the profile's).")
 @click.option("--crop", type=int, help="Centre crop size in px (default: the profile's).")
 @click.option("--profile", type=click.Choice(["smoke", "quick", "paper"]), help="Compute budget (default quick).")
@@ -185,13 +186,15 @@ def data() -> None:
 
 
 @data.command("download")
-@click.argument("name", type=click.Choice(["div2k"]))
-@click.option("--data-root", required=True, help="Where to put DIV2K_valid_HR/.")
-def data_download(name: str, data_root: str) -> None:
-    """Download the DIV2K validation set and verify its checksum."""
-    from bench.datasets import download_div2k
+@click.argument("name", type=click.Choice(list(STANDARD_SETS)))
+@click.option("--data-root", help="Where to put NAME/ (div2k: DIV2K_valid_HR/; default $BENCH_DATA_ROOT or ~/.cache/restoration-bench).")
+@click.option("--sha256", help="The archive's sha256, checked too (required for a source without a checksum).")
+@click.option("--trust", is_flag=True, help="Accept a source that has no recorded checksum, unverified.")
+def data_download(name: str, data_root: str | None, sha256: str | None, trust: bool) -> None:
+    """Download a standard test set from its public source and verify its checksum before it is kept."""
+    from bench.standard_sets import download
 
-    click.echo(f"DIV2K_valid_HR ready at {download_div2k(data_root)}")
+    click.echo(download(name, data_root, sha256=sha256, trust=trust).line(name))
 
 
 class TrainGroup(click.Group):

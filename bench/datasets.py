@@ -1,4 +1,6 @@
-"""Datasets: ``builtin`` (scikit-image's sample photos), ``folder:PATH`` and ``div2k``.
+"""Datasets: ``builtin`` (scikit-image's sample photos), ``folder:PATH`` and the standard test sets by name
+(``set5``, ``set14``, ``bsd68``, ``cbsd68``, ``kodak24``, ``mcmaster``, ``urban100``, ``div2k``:
+:mod:`bench.standard_sets`, where they are found and how they are downloaded).
 
 A dataset yields :class:`ImageItem` objects: a safe id, the float32 RGB array
 (after the centre crop) and the content hash used in cache keys.
@@ -13,31 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
-import tempfile
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bench.errors import BenchError, ImageError, UsageError
+from bench.errors import ImageError, UsageError
 from bench.images import IMAGE_SUFFIXES, MIN_SIZE, center_crop, load_image, safe_id, to_float_rgb
+from bench.standard_sets import SETS, STANDARD_SETS, download, folder_md5, locate  # noqa: F401 (folder_md5)
 
 log = logging.getLogger(__name__)
 
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
-DIV2K_ENV = "BENCH_DIV2K_ROOT"
-DIV2K_URL = "http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip"
+DIV2K_ENV = SETS["div2k"].env
+DIV2K_URL = SETS["div2k"].sources[0].url
 # md5 of the extracted DIV2K_valid_HR folder (md5 of the sorted per-file md5 hex
 # digests), the convention and value published by deepinv's DIV2K dataset.
-DIV2K_VALID_FOLDER_MD5 = "542325e500b0a474c7ad18bae922da72"
+DIV2K_VALID_FOLDER_MD5 = SETS["div2k"].sources[0].folder_md5
 DATASET_HELP = {
     "builtin": "scikit-image sample photos, no download: " + ", ".join(BUILTIN_IMAGES),
     "folder:PATH": "every PNG/JPEG/BMP/TIFF image in PATH (sorted by name)",
-    "div2k": f"DIV2K_valid_HR/0801-0900.png under --data-root or ${DIV2K_ENV}",
+    **{name: f"{s.title}, {s.count} images ({s.task}); --data-root DIR/{s.folder}/, ${s.env} or the cache; "
+             f"`bench data download {name}`" for name, s in STANDARD_SETS.items()},
 }
 
 
@@ -100,26 +99,16 @@ def _folder(path: Path, limit: int | None) -> list[tuple[str, np.ndarray, str]]:
 
 
 def div2k_root(data_root: str | None) -> Path:
-    root = data_root or os.environ.get(DIV2K_ENV)
-    if not root:
-        raise UsageError(
-            f"div2k needs its location: pass --data-root DIR or set {DIV2K_ENV} to the folder "
-            "that contains DIV2K_valid_HR/ (download it with `bench data download div2k`)."
-        )
-    folder = Path(root) / "DIV2K_valid_HR"
-    if not folder.is_dir():
-        raise UsageError(
-            f"'{folder}' not found; the div2k dataset expects DIV2K_valid_HR/0801.png ... under "
-            f"'{root}'. Run `bench data download div2k --data-root {root}`."
-        )
-    return folder
+    """The DIV2K_valid_HR folder (:func:`bench.standard_sets.locate`)."""
+    return locate("div2k", data_root)
 
 
 def load_dataset(
     spec: str, limit: int | None = None, crop: int | None = None, data_root: str | None = None
 ) -> list[ImageItem]:
-    """Load ``builtin``, ``folder:PATH`` or ``div2k`` as a list of :class:`ImageItem` (the first ``limit`` images,
-    centre-cropped to ``crop``; ``None``: all images, no crop)."""
+    """Load ``builtin``, ``folder:PATH`` or a standard set (``kodak24``, ``div2k``, ...) as a list of
+    :class:`ImageItem` (the first ``limit`` images, centre-cropped to ``crop``; ``None``: all images, no crop).
+    A standard set is read from :func:`bench.standard_sets.locate` (``data_root`` first)."""
     if limit is not None and limit < 1:  # a slice would silently drop images (-1) or keep all (0)
         raise UsageError(f"limit {limit}: must be at least 1 (leave it out to use every image).")
     if crop is not None and crop < MIN_SIZE:
@@ -128,11 +117,12 @@ def load_dataset(
         raw = _builtin(limit)
     elif spec.startswith("folder:"):
         raw = _folder(Path(spec[len("folder:") :]).expanduser(), limit)
-    elif spec == "div2k":
-        raw = _folder(div2k_root(data_root), limit)
+    elif spec in STANDARD_SETS:
+        raw = _folder(locate(spec, data_root), limit)
     else:
         raise UsageError(
-            f"unknown dataset '{spec}'. Use builtin, folder:PATH or div2k (see `bench list`)."
+            f"unknown dataset '{spec}'. Use builtin, folder:PATH or one of {', '.join(STANDARD_SETS)} "
+            "(see `bench list`)."
         )
     items, seen = [], set()
     for name, image, source in raw:
@@ -165,52 +155,10 @@ def _check_distinct(items: list[ImageItem], full: dict[str, np.ndarray]) -> None
         )
 
 
-def folder_md5(folder: Path) -> str:
-    """md5 over the sorted per-file md5 hex digests (deepinv's folder convention)."""
-    outer = hashlib.md5()
-    for name in sorted(os.listdir(folder)):
-        inner = hashlib.md5()
-        with open(folder / name, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                inner.update(chunk)
-        outer.update(inner.hexdigest().encode())
-    return outer.hexdigest()
-
-
 def download_div2k(data_root: str | Path, url: str = DIV2K_URL) -> Path:
-    """Download and unpack DIV2K_valid_HR under ``data_root``, verifying its checksum."""
-    root = Path(data_root)
-    target = root / "DIV2K_valid_HR"
-    if target.is_dir() and folder_md5(target) == DIV2K_VALID_FOLDER_MD5:
-        log.info("%s already present and verified", target)
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        archive = Path(tmp) / "DIV2K_valid_HR.zip"
-        try:
-            from tqdm.auto import tqdm
+    """Download and unpack DIV2K_valid_HR under ``data_root``, verifying its checksum
+    (:func:`bench.standard_sets.download`; ``url``: another location of the same archive)."""
+    from dataclasses import replace
 
-            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0)
-                with tqdm(total=total or None, unit="B", unit_scale=True, desc="DIV2K") as bar:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except OSError as err:
-            raise BenchError(
-                f"could not download {url} ({err}). Offline? Copy DIV2K_valid_HR/ from elsewhere "
-                f"into '{root}' and point --data-root or ${DIV2K_ENV} at it."
-            ) from None
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(tmp)
-        extracted = Path(tmp) / "DIV2K_valid_HR"
-        digest = folder_md5(extracted)
-        if digest != DIV2K_VALID_FOLDER_MD5:
-            raise BenchError(
-                f"checksum mismatch for {url}: folder md5 {digest}, expected "
-                f"{DIV2K_VALID_FOLDER_MD5}. The download is corrupt; try again."
-            )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(extracted, target)
-    return target
+    source = replace(SETS["div2k"].sources[0], url=url)
+    return download("div2k", data_root, sources=(source,)).folder

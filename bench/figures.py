@@ -95,12 +95,14 @@ class CleanImages:
         self._cache: dict[tuple[str, str], np.ndarray | None] = {}
 
     def _raw(self, dataset: str, image_id: str) -> np.ndarray | None:
-        from bench.datasets import div2k_root, list_folder, load_dataset
+        from bench.datasets import list_folder, load_dataset
         from bench.images import load_image, safe_id
+        from bench.standard_sets import STANDARD_SETS, locate
 
-        if dataset.startswith("folder:") or dataset == "div2k":
+        if dataset.startswith("folder:") or dataset in STANDARD_SETS:
             # Only the one file, not the whole folder (DIV2K images are large).
-            folder = Path(dataset[len("folder:"):]).expanduser() if dataset != "div2k" else div2k_root(self.data_root)
+            folder = Path(dataset[len("folder:"):]).expanduser() if dataset not in STANDARD_SETS else locate(
+                dataset, self.data_root)
             files = [f for f in list_folder(folder) if safe_id(f.stem) == image_id]
             return load_image(files[0]) if files else None
         items = [item for item in load_dataset(dataset, crop=None, data_root=self.data_root) if item.id == image_id]

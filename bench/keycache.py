@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.codeversion import PROJECT_PACKAGES, module_file
+from bench.standard_sets import STANDARD_SETS, set_folder
 
 FORMAT = 1
 FOLDER = "keycache"
@@ -130,9 +131,8 @@ def dataset_files(config: Any) -> list[str]:
     """The dataset folder and its entries (``builtin`` has none: its images come with scikit-image)."""
     if config.dataset.startswith("folder:"):
         folder = Path(config.dataset[len("folder:"):]).expanduser()
-    elif config.dataset == "div2k":
-        root = config.data_root or os.environ.get("BENCH_DIV2K_ROOT")
-        folder = Path(root) / "DIV2K_valid_HR" if root else None
+    elif config.dataset in STANDARD_SETS:  # the folder a run would read (bench.standard_sets.set_folder)
+        folder = set_folder(config.dataset, config.data_root)
     else:
         return []
     if folder is None or not folder.is_dir():

@@ -9,6 +9,8 @@ Known evaluation images:
 - the ``builtin`` dataset (:data:`bench.datasets.BUILTIN_IMAGES`);
 - every image under ``<project root>/../shared/data/eval/`` when it exists;
 - ``DIV2K_valid_HR`` under ``$BENCH_DIV2K_ROOT`` when it is set;
+- the standard test sets' folders (:func:`bench.standard_sets.evaluation_folders`: ``$BENCH_KODAK24_DIR`` etc.,
+  ``NAME/`` under ``$BENCH_DATA_ROOT`` and the cache, and every folder ``bench data download`` filled);
 - every image under the folders listed in ``$BENCH_EVAL_DIRS``
   (separated by ``os.pathsep``: ``:`` on Linux and macOS, ``;`` on Windows),
   for private evaluation sets.
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError, ImageError
+from bench.standard_sets import evaluation_folders as standard_set_folders
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,13 @@ def check_not_evaluation_folder(folder: str | os.PathLike, purpose: str = "train
             f"refusing to {purpose} on '{folder}': it is an evaluation folder (a path component is named 'eval'); "
             f"{purpose} on images that are never evaluated."
         )
+    resolved = Path(folder).resolve()
+    for known in standard_set_folders():  # the standard test sets' folders (bench.standard_sets)
+        if resolved.is_relative_to(known.resolve()):
+            raise BenchError(
+                f"refusing to {purpose} on '{folder}': it is an evaluation folder (a standard test set's folder, "
+                f"'{known}'); {purpose} on images that are never evaluated."
+            )
 
 
 def pixel_digest(image: np.ndarray) -> str:
@@ -156,7 +166,8 @@ def evaluation_folders() -> list[Path]:
     if div2k:
         folders.append(Path(div2k) / "DIV2K_valid_HR")
     folders += [Path(p) for p in os.environ.get(EVAL_DIRS_ENV, "").split(os.pathsep) if p.strip()]
-    return [folder.expanduser() for folder in folders if folder.expanduser().is_dir()]
+    folders += standard_set_folders()  # the standard test sets, wherever this machine keeps them
+    return list(dict.fromkeys(folder.expanduser() for folder in folders if folder.expanduser().is_dir()))
 
 
 def evaluation_files() -> list[Path]:

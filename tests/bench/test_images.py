@@ -56,10 +56,13 @@ def test_missing_folder_and_unknown_dataset(tmp_path):
 
 
 def test_div2k_requires_root(monkeypatch, tmp_path):
+    from bench.errors import BenchError
+
     monkeypatch.delenv("BENCH_DIV2K_ROOT", raising=False)
-    with pytest.raises(UsageError, match="--data-root"):
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "cache"))  # a missing set: one line, exit 1
+    with pytest.raises(BenchError, match="--data-root"):
         load_dataset("div2k")
-    with pytest.raises(UsageError, match="bench data download div2k"):
+    with pytest.raises(BenchError, match="bench data download div2k"):
         load_dataset("div2k", data_root=str(tmp_path))
 
 

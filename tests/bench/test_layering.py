@@ -34,6 +34,7 @@ LAYERS = {
     "bench.codeversion": 1,
     "bench.physics": 2,
     "bench.datasets": 2,
+    "bench.standard_sets": 2,  # the standard test sets' registry and download (bench.datasets reads them)
     "bench.metrics": 2,
     "bench.metric_bands": 2,
     "bench.api": 3,

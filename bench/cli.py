@@ -71,12 +71,13 @@ def cli(verbose: int) -> None:
 def run(**options: Any) -> None:
     """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
     from bench.config import parse_overrides, run_config_from_options
-    from bench.keycache import cached_run, remember_run, run_table
+    from bench.keycache import run_or_recall, run_table
 
     # Everything is validated here, before any image is read or any cell computed (bench.config is the schema).
     run_config = run_config_from_options(options, parse_overrides(options["sets"]))
-    # all cells cached and their keys remembered: no torch, no plugins, no images read (bench/keycache.py)
-    summary = cached_run(run_config) or remember_run(run_config)
+    # all cells cached and their keys remembered: no torch, no plugins, no images read (bench/keycache.py);
+    # bench.run (bench/python_api.py) makes its run with the same calls (run_config_from_options, run_or_recall)
+    summary = run_or_recall(run_config)
     click.echo(run_table(run_config, summary))
     for error in summary.errors[:10]:
         click.echo(f"failed: {error}", err=True)
@@ -105,10 +106,26 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
     """Table-1 report of the store: rows degradation × metric, columns methods.
 
     html is one self-contained page: tables, figures (base64 PNG) and sortable per-image results."""
+    text = report_text(results_dir, fmt, per_image, _csv(methods), _csv(degradations), dataset, profile, ci, figures,
+                       all_versions)
+    if out:
+        with storage_writes(out, "--out"):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text)
+
+
+def report_text(results_dir: str, fmt: str = "markdown", per_image: bool = False, methods: list[str] | None = None,
+                degradations: list[str] | None = None, dataset: str | None = None, profile: str | None = None,
+                ci: bool = False, figures: bool = True, all_versions: bool = False) -> str:
+    """The report ``bench report`` prints and ``bench.report`` (the Python API) returns; notes go to stderr."""
     from bench.report import render, stored_image_notes
 
     df = _results_frame(results_dir)
-    methods_wanted, degradations_wanted = check_filters(df, _csv(methods), _csv(degradations), dataset, profile)
+    methods_wanted, degradations_wanted = check_filters(df, list(methods or []), list(degradations or []), dataset,
+                                                        profile)
     colors = None
     if fmt == "html" and figures:
         from bench.figures import store_colors
@@ -120,16 +137,9 @@ def report(fmt: str, per_image: bool, out: str | None, results_dir: str, methods
     image_notes = stored_image_notes(df, results_dir, methods_wanted, degradations_wanted)  # missing, truncated
     for note in dict.fromkeys(image_notes.values()):
         click.echo(note, err=True)
-    text = render(df, fmt, per_image=per_image or fmt == "html", methods=methods_wanted,
+    return render(df, fmt, per_image=per_image or fmt == "html", methods=methods_wanted,
                   degradations=degradations_wanted, ci=ci, figures_root=results_dir if colors else None,
                   colors=colors, image_notes=image_notes)
-    if out:
-        with storage_writes(out, "--out"):
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {out}")
-    else:
-        click.echo(text)
 
 
 @cli.command(name="list")

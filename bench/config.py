@@ -303,11 +303,13 @@ CLI_FIELDS = ("methods", "degradations", "dataset", "data_root", "limit", "crop"
 
 def run_config_from_options(options: Mapping[str, Any], sets: Mapping[str, Mapping[str, Any]]) -> RunConfig:
     """``bench run``'s click options (``config_path``, ``no_lpips`` and the :data:`CLI_FIELDS`) and its parsed
-    ``--set`` values as a validated :class:`RunConfig`; progress bars default to on when stderr is a terminal."""
+    ``--set`` values as a validated :class:`RunConfig`; progress bars default to on when stderr is a terminal.
+    ``bench.run`` (:mod:`bench.python_api`) passes its arguments the same way, ``lpips`` (True, False or None) in
+    place of ``no_lpips``."""
     path = options.get("config_path")
     file_values = load_config_file(path)
     given = {name: options.get(name) for name in CLI_FIELDS}
-    given["lpips"] = False if options.get("no_lpips") else None
+    given["lpips"] = False if options.get("no_lpips") else options.get("lpips")  # "lpips": the Python API's
     if given["progress"] is None and "progress" not in file_values:
         given["progress"] = sys.stderr.isatty()
     return run_config_from(file_values, given, source=f"config '{path}'", sets=sets)

@@ -327,6 +327,13 @@ def run_table(config: Any, summary: Any) -> str:
     return text
 
 
+def run_or_recall(config: Any) -> Any:
+    """The run of ``config`` as ``bench run`` and the Python API's ``bench.run`` make it: served from its remembered
+    keys when every cell is stored and intact (:func:`cached_run`, a :class:`CachedSummary`), else computed and
+    remembered (:func:`remember_run`, :func:`bench.runner.run_grid`'s ``Summary``)."""
+    return cached_run(config) or remember_run(config)
+
+
 def remember_run(config: Any) -> Any:
     """:func:`bench.runner.run_grid` of ``config``, its keys remembered for the next run (see the module docstring)."""
     from bench.cells import is_file_parameter

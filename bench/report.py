@@ -24,8 +24,11 @@ Example:
 from __future__ import annotations
 
 import html
+import importlib
 import logging
 import math
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +275,22 @@ def csv_frame(table: Table) -> pd.DataFrame:
     frame.insert(0, "dataset", table.dataset)
     frame["notes"] = ["; ".join(notes.get(d, [])) for d in frame["degradation"]]
     return frame
+
+
+class CallableModule(types.ModuleType):
+    """This module, callable: ``bench.report(...)`` is the Python API's report, :func:`bench.python_api.report`.
+
+    The package attribute ``bench.report`` is this module as soon as anything imports it, so the module answers the
+    call (found by name, as the registry finds plugins: the API module sits above this one).
+
+    >>> import bench.report
+    >>> bench.report("/nonexistent/results")
+    Traceback (most recent call last):
+    bench.errors.BenchError: no results in '/nonexistent/results'; run `bench run` first or pass --results-dir.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        return importlib.import_module("bench.python_api").report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = CallableModule

@@ -22,7 +22,7 @@ REGISTER_DECORATORS = {"register_method", "register_degradation"}
 # Module prefix -> layer (the longest matching prefix wins). A module may import modules of its own
 # layer or lower ones; see also the plugin rules in test_layers.
 LAYERS = {
-    "bench": 0,  # the package __init__: version and environment defaults only
+    "bench": 0,  # the package __init__: version, environment defaults, the Python API loaded by name on first use
     "bench.errors": 0,
     "bench.draws": 0,
     "bench.params": 0,
@@ -45,7 +45,7 @@ LAYERS = {
     "methods": 5,
     **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
                                         "annotations", "report", "plots", "figures", "baseline", "rescore", "bundle",
-                                        "bundle_cli", "keycache", "stored_images", "memory", "cli")},
+                                        "bundle_cli", "keycache", "stored_images", "memory", "cli", "python_api")},
 }
 HARNESS = 6
 

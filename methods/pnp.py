@@ -37,8 +37,9 @@ class PlugAndPlay(Method):
     the published architecture (``arch``: auto tells the two formats apart; 32.6 M parameters).
     With the identity operator (noise, JPEG treated as noise of its measured level) the
     restoration is one denoiser call at the operator's σ (for JPEG, whose error is
-    not white noise, at σ·``jpeg_sigma_scale``: 1.5, chosen on BSDS training crops by
-    ``benchmarks/tune_pnp.py``), as DPIR's ``main_dpir_denoising.py``; otherwise
+    not white noise, at σ·``jpeg_sigma_scale``: 1.5, chosen on the tuning split's crops that
+    ``drunet_cpu.pt`` never saw by ``python benchmarks/tune_constants.py pnp-jpeg-scale``, log
+    ``docs/tuning/pnp-jpeg-scale.md``: 1.25 to 1.5 within 0.02 dB), as DPIR's ``main_dpir_denoising.py``; otherwise
     half-quadratic splitting (:mod:`bench.solvers.pnp`) alternates a data step
     ``argmin ‖A(x) − y‖² + ρ_k‖x − z‖²`` (conjugate gradients, ``cg_steps``) and a
     denoiser step at ``σ_k``, with DPIR's ``get_rho_sigma``: ``σ_k`` log-spaced from 49/255 to
@@ -77,7 +78,7 @@ class PlugAndPlay(Method):
         arch: Literal["auto", "official", "suite"] = "auto"  # auto: from the file (a plain state dict is the official UNetRes); official/suite accept only that layout
         iterations: int = 0  # HQS iterations; 0 = automatic by task (8 blur/multi, 24 sr/inpaint)
         cg_steps: int = 10
-        jpeg_sigma_scale: float = 1.5  # the denoiser's σ for JPEG, × the operator's (chosen on training crops)
+        jpeg_sigma_scale: float = 1.5  # the denoiser's σ for JPEG, × the operator's (docs/tuning/pnp-jpeg-scale.md)
         x8: Literal["auto", "on", "off"] = "auto"  # auto: DPIR's self-ensemble default per script, off for noise/jpeg (on: mean of 8 flips/rotations), on for HQS tasks (transform k mod 8 at iteration k)
 
         def __post_init__(self) -> None:

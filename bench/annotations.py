@@ -36,6 +36,8 @@ from bench.metric_specs import CONVENTIONS, LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED
 
 NA = "n/a"
 DAGGER = "†"
+BUNDLE, OLDER_CODE, OTHER_HARDWARE = "‡", "§", "¶"  # provenance marks: imported, older code, other hardware
+MARKS = DAGGER + BUNDLE + OLDER_CODE + OTHER_HARDWARE
 FULL = 1 - 1e-9  # a fraction at least this is the full reference budget (float noise aside)
 
 
@@ -63,6 +65,8 @@ class CellNotes:
     na: dict[tuple[str, str], str] = field(default_factory=dict)  # (degradation, method) -> reason
     below: dict[tuple[str, str], BudgetUse] = field(default_factory=dict)  # (degradation, method) -> use
     lines: list[str] = field(default_factory=list)
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (degradation, method) -> "‡", "‡§", "¶", ...
+    imported: dict[str, str] = field(default_factory=dict)  # method -> what its imported cells are, for headings
 
 
 def percent(fraction: float) -> str:
@@ -114,9 +118,88 @@ def cell_notes(df: pd.DataFrame, degradations: list[str], methods: list[str], pr
             use = budget_use(cells[status[cells.index] == "ok"])
             if use is not None and use.fraction < FULL:
                 notes.below[(degradation, method)] = use
-    notes.lines = (na_lines(notes.na) + budget_lines(notes.below, profile) + weights_lines(df, methods, status)
-                   + data_term_lines(df, status) + missing_lpips_lines(df, status))
+    origin_lines = provenance(df[status == "ok"], notes, profile)
+    notes.lines = (na_lines(notes.na) + budget_lines(notes.below, profile) + origin_lines
+                   + weights_lines(df, methods, status) + data_term_lines(df, status) + missing_lpips_lines(df, status))
     return notes
+
+
+def _day(text: Any) -> str:
+    return str(text)[:10] if isinstance(text, str) and text else "?"
+
+
+def _installed_versions(df: pd.DataFrame) -> dict[str, str]:
+    """``{method plugin: code version installed here}`` (empty where unknown: no marks then)."""
+    if "method_version" not in df.columns or "method" not in df.columns or df.empty:
+        return {}
+    from bench.selection import current_versions
+
+    try:
+        return {name: v for (kind, name), v in current_versions(df).items() if kind == "method"}
+    except Exception:  # noqa: BLE001 (a report never fails over provenance: no § marks then)
+        return {}
+
+
+def provenance(ok: pd.DataFrame, notes: CellNotes, profile: str) -> list[str]:
+    """Mark the (degradation, method) cells of one table whose ok rows were not all computed here by the installed
+    code on the table's hardware, in ``notes.origin``; return their caption lines:
+
+    * ``‡`` imported from a bundle (columns ``bundle``, ``bundle_made``, ``bundle_bench``: :func:`bench.bundle_cli.
+      with_provenance`), with the bundle, the code version and the date its cells were computed;
+    * ``§`` computed by another code version than the installed one (``method_version``);
+    * ``¶`` computed on other hardware than most cells of the table (``hardware``).
+
+    >>> ok = pd.DataFrame({"method": ["dip", "tv"], "method_label": ["dip", "tv"], "degradation_label": ["jpeg"] * 2,
+    ...     "bundle": ["paper_cpu.zip", None], "bundle_made": ["2026-11-30", None], "bundle_bench": ["0.1.0", None],
+    ...     "created": ["2026-11-29T10:00:00+0000", "t"], "hardware": ["CPU A", "CPU B"]})
+    >>> notes = CellNotes()
+    >>> print("\\n".join(provenance(ok, notes, "paper")))
+    ‡ dip (jpeg): imported from the reference bundle paper_cpu.zip (made 2026-11-30 by bench 0.1.0); computed 2026-11-29 on CPU A, profile paper.
+    ¶ dip (jpeg): computed on CPU A, the table's other cells on CPU B.
+    >>> notes.origin
+    {('jpeg', 'dip'): '‡¶'}
+    """
+    if ok.empty:
+        return []
+    installed = _installed_versions(ok)
+    hardware = ok["hardware"].where(ok["hardware"].notna(), "") if "hardware" in ok else pd.Series("", index=ok.index)
+    bundle = ok["bundle"].where(ok["bundle"].notna(), "") if "bundle" in ok else pd.Series("", index=ok.index)
+    local = hardware[(hardware != "") & (bundle == "")]  # the usual hardware: that of the cells computed here
+    usual = (local if len(local) else hardware[hardware != ""]).mode()
+    usual_hw = str(usual.iloc[0]) if len(usual) and hardware[hardware != ""].nunique() > 1 else ""
+    groups: dict[tuple[str, str, str], list[str]] = {}  # (mark, method, line body) -> degradations
+    for (degradation, method), cells in ok.groupby(["degradation_label", "method_label"], sort=False):
+        degradation, method = str(degradation), str(method)
+        marks = ""
+        plugin = str(cells["method"].iloc[0]) if "method" in cells else method
+        versions = sorted({str(v) for v in cells.get("method_version", pd.Series(dtype=object)) if isinstance(v, str)})
+        days = sorted({_day(c) for c in cells.get("created", pd.Series(dtype=object))})
+        computed = " to ".join(dict.fromkeys([days[0], days[-1]])) if days else "?"
+        made_on = ", ".join(sorted({h for h in hardware[cells.index] if h})) or "unknown hardware"
+        names = sorted({b for b in bundle[cells.index] if b})
+        if names:
+            marks += BUNDLE
+            first = cells[bundle[cells.index] != ""].iloc[0]
+            version = f"{plugin} code version {', '.join(v[:8] for v in versions)} " if versions else ""
+            body = (f"imported from the reference bundle {', '.join(names)} (made {_day(first.get('bundle_made'))} by "
+                    f"bench {first.get('bundle_bench') or '?'}); {version}computed {computed} on {made_on}, profile "
+                    f"{profile}")
+            groups.setdefault((BUNDLE, method, body), []).append(degradation)
+            notes.imported.setdefault(method, f"{plugin} version of {days[-1] if days else '?'}")
+        current = installed.get(plugin)
+        if current and versions and any(v != current for v in versions):
+            marks += OLDER_CODE
+            body = (f"computed {computed} by {plugin} code version {', '.join(v[:8] for v in versions)}, not the "
+                    f"installed {current[:8]}")
+            groups.setdefault((OLDER_CODE, method, body), []).append(degradation)
+        if usual_hw and any(h and h != usual_hw for h in hardware[cells.index]):
+            marks += OTHER_HARDWARE
+            body = f"computed on {made_on}, the table's other cells on {usual_hw}"
+            groups.setdefault((OTHER_HARDWARE, method, body), []).append(degradation)
+        if marks:
+            notes.origin[(degradation, method)] = marks
+    return [f"{mark} {method} ({', '.join(degs)}): {body}." for (mark, method, body), degs in
+            sorted(groups.items(), key=lambda item: MARKS.index(item[0][0]))]
 
 
 LPIPS_WHY = {  # the reason a row records in metric_impl for a missing LPIPS (bench.metrics) -> the caption line

@@ -76,6 +76,19 @@ def provenance_notes(results_dir: str | os.PathLike, shown: Any, methods: list[s
     return notes
 
 
+def with_provenance(df: Any, results_dir: str | os.PathLike) -> Any:
+    """``df`` with the columns ``bundle`` (the bundle's file name), ``bundle_made`` (its date) and ``bundle_bench``
+    (the bench that made it) on the rows imported from a bundle and not recomputed since (None elsewhere): what the
+    report's ‡ marks and their caption lines say (:func:`bench.annotations.provenance`)."""
+    info = imported_cells(results_dir)
+    if not info or "key" not in df.columns:
+        return df
+    cell = [info.get(k) for k in df["key"]]
+    return df.assign(bundle=[c["bundle"] if c else None for c in cell],
+                     bundle_made=[str(c["origin"].get("created") or "?")[:10] if c else None for c in cell],
+                     bundle_bench=[c["origin"].get("bench_version") if c else None for c in cell])
+
+
 SELECTION_OPTIONS = [
     click.option("--results-dir", default="results", show_default=True),
     click.option("--methods", "-m", help="Only these methods."),

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from bench.bundle_cli import export_command, import_command, provenance_command, provenance_notes
+from bench.bundle_cli import export_command, import_command, provenance_command, provenance_notes, with_provenance
 from bench.config import check_filters, show_warnings_as_lines
 from bench.errors import BenchError, storage_writes, write_fault
 from bench.metric_specs import default_tolerances
@@ -134,6 +134,7 @@ def report_text(results_dir: str, fmt: str = "markdown", per_image: bool = False
     df = _shown(_filter(df, dataset, profile), all_versions)
     for note in provenance_notes(results_dir, df, methods_wanted, degradations_wanted):  # imported cells
         click.echo(f"note: {note}", err=True)
+    df = with_provenance(df, results_dir)  # the tables mark imported cells (‡) and name their bundle
     image_notes = stored_image_notes(df, results_dir, methods_wanted, degradations_wanted)  # missing, truncated
     for note in dict.fromkeys(image_notes.values()):
         click.echo(note, err=True)

@@ -2,7 +2,9 @@
 
 The blocks (rows = degradation × metric, columns = methods, means over images and
 seeds, missing cells as "–", methods that do not apply as "n/a", cells below the
-method's reference budget with †, best per row in bold) come from :mod:`bench.tables`;
+method's reference budget with †, cells not computed here by the installed code with ‡ (imported), § (older
+code) or ¶ (other hardware), best per row in bold unless tied, and with one image or two, or with ``--ci``, only
+where significant: none in this one-image example) come from :mod:`bench.tables`;
 this module renders them, each under a heading (dataset, profile) with its caption
 and note lines, the per-image rows and, with ``--ci``, the statistics of
 :mod:`bench.stats`. LaTeX needs ``booktabs`` and ``multirow``.
@@ -18,7 +20,7 @@ Example:
     <BLANKLINE>
     | Degradation | Metric | a | b |
     |---|---|---:|---:|
-    | noise | PSNR ↑ | 20.00 | **25.00** |
+    | noise | PSNR ↑ | 20.00 | 25.00 |
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.annotations import DAGGER, NA, percent
+from bench.annotations import BUNDLE, DAGGER, NA, OLDER_CODE, OTHER_HARDWARE, percent
 from bench.metric_specs import METRIC_NAMES
 from bench.selection import current_rows, select_rows
 from bench.stored_images import damaged_note, quick_state
-from bench.tables import MISSING, Table, build_tables, format_value, latex_escape, latex_symbols
+from bench.tables import MISSING, Table, build_tables, format_value, latex_table
 
 log = logging.getLogger(__name__)
 PER_IMAGE_COLUMNS = ["method", "degradation", "image", "seed", *METRIC_NAMES, "seconds"]
@@ -80,12 +82,11 @@ def _styler(table: Table) -> Any:
 
 
 def to_latex(table: Table) -> str:
-    """LaTeX via pandas' Styler with booktabs rules; names and caption escaped."""
-    styler = _styler(table)
-    styler = styler.format(escape="latex").format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
-    latex = styler.to_latex(hrules=True, convert_css=True, caption=latex_escape(" ".join(table.lines())),
-                            position_float="centering", multirow_align="t", clines="skip-last;data")
-    return f"% dataset {table.dataset}, profile {table.profile}\n" + latex_symbols(latex)
+    """A booktabs table (:func:`bench.tables.latex_table`: one header row, no rule doubled); names and caption
+    escaped, the caption starting with what an imported reference bundle holds."""
+    caption = " ".join(([f"{table.subtitle}."] if table.subtitle else []) + table.lines())
+    return latex_table(display_frame(table), table.best, caption,
+                       f"dataset {table.dataset}, profile {table.profile}")
 
 
 STYLE = (
@@ -261,7 +262,8 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
 
 def csv_frame(table: Table) -> pd.DataFrame:
     """A block for CSV: full-precision means, "n/a" where the method does not apply (empty = missing), and a
-    ``notes`` column per degradation (n/a reasons, † methods below their reference budget)."""
+    ``notes`` column per degradation (n/a reasons, † methods below their reference budget) and a ``provenance``
+    column naming, per row, the methods whose cells were imported (‡), made by other code (§) or hardware (¶)."""
     values = table.values.astype(object)
     notes: dict[str, list[str]] = {}
     for (degradation, method), reason in table.notes.na.items():
@@ -274,7 +276,26 @@ def csv_frame(table: Table) -> pd.DataFrame:
     frame.insert(0, "profile", table.profile)
     frame.insert(0, "dataset", table.dataset)
     frame["notes"] = ["; ".join(notes.get(d, [])) for d in frame["degradation"]]
+    frame["provenance"] = [provenance_text(table, d) for d in frame["degradation"]]
     return frame
+
+
+def provenance_text(table: Table, degradation: str) -> str:
+    """The provenance lines (‡ § ¶) of the table that concern ``degradation``, for the CSV column.
+
+    >>> from bench.annotations import CellNotes
+    >>> t = Table(pd.DataFrame(), pd.DataFrame(), "c", "d", "paper", CellNotes(lines=["‡ dip (jpeg, noise): from b."]))
+    >>> provenance_text(t, "noise"), provenance_text(t, "sr")
+    ('‡ dip (jpeg, noise): from b', '')
+    """
+    out = []
+    for line in table.notes.lines:
+        head = line.split("): ", 1)[0]
+        if line[:1] in (BUNDLE, OLDER_CODE, OTHER_HARDWARE) and " (" in head and \
+                degradation in head.split(" (", 1)[1].split(", "):
+            out.append(line.rstrip("."))
+    return "; ".join(out)
+
 
 
 class CallableModule(types.ModuleType):

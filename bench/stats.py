@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.annotations import MARKS
 from bench.metric_specs import spec, spec_for_label
 from bench.selection import current_rows, select_rows
-from bench.tables import MISSING, Table, build_tables, latex_escape, latex_symbols
+from bench.tables import MISSING, Table, build_tables, latex_table
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -115,13 +116,13 @@ def build_stats(df: pd.DataFrame, methods: list[str] | None = None, degradations
     """CIs and p-values for each table of :func:`bench.tables.build_tables` (rows of :func:`bench.selection.select`)."""
     df = select_rows(current_rows(df, all_versions), methods, degradations)
     out = []
-    for table in build_tables(df):
+    for table in build_tables(df, ci=True):  # bold only where the best differs significantly from the runner-up
         rows = select_rows(df, dataset=table.dataset, profile=table.profile)
         frames = {k: pd.DataFrame(np.nan, index=table.values.index, columns=table.values.columns)
                   for k in ("low", "high", "n", "p")}
         for (degradation, label), row in table.values.iterrows():
             metric = spec_for_label(label).name
-            best_methods = [m for m in table.values.columns if table.best.loc[(degradation, label), m]]
+            best_methods = [m for m in table.values.columns if _leaders(table).loc[(degradation, label), m]]
             best = per_image(rows, degradation, best_methods[0], metric) if best_methods else None
             for method in table.values.columns:
                 if pd.isna(row[method]):
@@ -152,6 +153,11 @@ def ci_text(mean: float, low: float, high: float, metric: str) -> str:
     return f"{mean:.{k}f} [{low:.{k}f}, {high:.{k}f}]"
 
 
+def _leaders(table: Table) -> pd.DataFrame:
+    """The best value(s) of each row as displayed, bold or not: what the p-values compare against."""
+    return table.best if table.top is None else table.top
+
+
 def p_text(p: float, is_best: bool) -> str:
     """A p-value for display: "best", "–" (no test), "<0.001" or 3 decimals."""
     if is_best:
@@ -172,7 +178,7 @@ def display_frames(s: StatsTable) -> tuple[pd.DataFrame, pd.DataFrame]:
             text = ci_text(row[method], s.low.loc[key, method], s.high.loc[key, method], metric)
             ci.loc[key, method] = "".join(s.table.text(key, method, text))
             present = pd.notna(row[method])
-            p_value = p_text(s.p.loc[key, method], bool(s.table.best.loc[key, method]) and present) \
+            p_value = p_text(s.p.loc[key, method], bool(_leaders(s.table).loc[key, method]) and present) \
                 if present else MISSING
             p.loc[key, method] = s.table.text(key, method, p_value)[0]
     return ci, p
@@ -204,7 +210,7 @@ def bold_number(text: str) -> str:
     >>> bold_number("27.31 [26.90, 27.72]†"), bold_number("best")
     ('**27.31 [26.90, 27.72]**†', '**best**')
     """
-    core = text.rstrip("†")
+    core = text.rstrip(MARKS)
     return f"**{core}**{text[len(core):]}"
 
 
@@ -214,10 +220,8 @@ def _styler(frame: pd.DataFrame, best: pd.DataFrame, escape: str):  # noqa: ANN2
 
 
 def _latex(frame: pd.DataFrame, best: pd.DataFrame, caption: str, heading: str) -> str:
-    latex = _styler(frame, best, "latex").to_latex(
-        hrules=True, convert_css=True, caption=latex_escape(caption.replace("\n", " ")), position_float="centering",
-        multirow_align="t", clines="skip-last;data")
-    return f"% {heading.replace('·', '-')}\n" + latex_symbols(latex).replace("<0.001", r"$<$0.001")
+    return latex_table(frame, best, caption.replace("\n", " "), heading.replace("·", "-")).replace(
+        "<0.001", r"$<$0.001")
 
 
 def _html(frame: pd.DataFrame, best: pd.DataFrame, caption: str, heading: str) -> str:
@@ -231,7 +235,7 @@ def to_csv(stats: list[StatsTable]) -> str:
     for s in stats:
         for (degradation, label), row in s.table.values.iterrows():
             key = (degradation, label)
-            best = [m for m in row.index if s.table.best.loc[key, m]]
+            best = [m for m in row.index if _leaders(s.table).loc[key, m]]
             for method in row.index:
                 records.append({
                     "dataset": s.table.dataset, "profile": s.table.profile, "degradation": degradation,

@@ -5,11 +5,14 @@ shows (one result per cell; several parameter settings under one label as distin
 labelled columns or rows). A (method, degradation) whose cells are not all present
 and ok is missing (NaN, shown as "–"), never a partial mean; one whose cells are all
 "n/a" (the method does not apply to the task by design) shows "n/a". The best value
-of each row is marked, compared as displayed (a displayed tie is bold on every side).
+of each row is bold, compared as displayed: not when the best is tied (as displayed), and, with fewer than
+3 images or with ``--ci``, only where it differs from the runner-up significantly (:data:`ALPHA`, Wilcoxon
+signed-rank test paired over images, :func:`bench.stats.paired_p_value`; the caption says so).
 Captions name the dataset, the number of images, each degradation's definition (with its
 observation protocol) and the profile, then the metric conventions in one line; note lines
 (:mod:`bench.annotations`) give each n/a reason once and each method below its reference
-budget (marked †). :mod:`bench.report` renders these
+budget (marked †) and where cells come from when not computed here by the installed code (‡ imported from a
+bundle, § another code version, ¶ other hardware). :mod:`bench.report` renders these
 blocks; :mod:`bench.stats` adds intervals to them. :func:`text_table` is the plain
 aligned table of ``bench check``.
 
@@ -20,8 +23,9 @@ Example:
     ...     "profile": ["smoke"] * 2, "image": ["x"] * 2, "seed": [0, 0], "status": ["ok"] * 2,
     ...     "psnr": [20.0, 25.0], "ssim": [0.5, 0.6], "ms_ssim": [None, None], "lpips": [0.3, 0.2]})
     >>> table = build_tables(df)[0]
-    >>> float(table.values.loc[("noise", "PSNR ↑"), "b"]), bool(table.best.loc[("noise", "LPIPS ↓"), "b"])
-    (25.0, True)
+    >>> key = ("noise", "LPIPS ↓")
+    >>> float(table.values.loc[("noise", "PSNR ↑"), "b"]), bool(table.top.loc[key, "b"]), bool(table.best.loc[key, "b"])
+    (25.0, True, False)
     >>> format_value(table.values.loc[("noise", "MS-SSIM ↑"), "a"], "MS-SSIM ↑")
     '–'
 """
@@ -36,11 +40,23 @@ from typing import Any
 
 import pandas as pd
 
-from bench.annotations import DAGGER, NA, CellNotes, cell_notes, conventions_line
+from bench.annotations import (
+    BUNDLE,
+    DAGGER,
+    NA,
+    OLDER_CODE,
+    OTHER_HARDWARE,
+    CellNotes,
+    cell_notes,
+    conventions_line,
+    percent,
+)
 from bench.metric_specs import METRIC_SPECS, MetricSpec, spec_for_label
 from bench.selection import current_rows, select_rows
 
 MISSING = "–"
+ALPHA = 0.05  # significance level of the paired test that decides bold with few images or with --ci
+FEW_IMAGES = 3  # below this many images, bold only where significant
 
 
 @dataclass
@@ -59,17 +75,21 @@ class Table:
     dataset: str
     profile: str
     notes: CellNotes = field(default_factory=CellNotes)  # n/a cells, cells below budget, their caption lines
+    top: pd.DataFrame | None = None  # the best value(s) per row as displayed, bold or not (the p-values' reference)
+    subtitle: str = ""  # what an imported reference bundle holds, for the heading
 
     @property
     def heading(self) -> str:
         """The block's title: dataset and profile (a report of several runs has one block each)."""
-        return f"{self.dataset} · profile {self.profile}"
+        return f"{self.dataset} · profile {self.profile}" + (f" — {self.subtitle}" if self.subtitle else "")
 
     def mark(self, degradation: str, method: str) -> str:
-        """``"n/a"`` where the method does not apply, ``"†"`` below its reference budget, else ``""``."""
+        """``"n/a"`` where the method does not apply, else ``"†"`` below its reference budget followed by the
+        provenance marks (``‡`` imported, ``§`` other code version, ``¶`` other hardware), or ``""``."""
         if (degradation, method) in self.notes.na:
             return NA
-        return DAGGER if (degradation, method) in self.notes.below else ""
+        return (DAGGER if (degradation, method) in self.notes.below else "") + \
+            self.notes.origin.get((degradation, method), "")
 
     def text(self, key: tuple[str, str], method: str, value_text: str) -> tuple[str, str]:
         """(text, mark) of a cell whose value reads ``value_text``: "n/a" replaces it; "†" follows it."""
@@ -85,14 +105,42 @@ class Table:
 
 def build_tables(
     df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
-    all_versions: bool = False,
+    all_versions: bool = False, ci: bool = False,
 ) -> list[Table]:
-    """One :class:`Table` per (dataset, profile) present in the rows (of :func:`bench.selection.select`)."""
+    """One :class:`Table` per (dataset, profile) present in the rows (of :func:`bench.selection.select`); ``ci``:
+    bold only where significant. A table of imported cells only (a reference bundle) is titled as such, follows
+    the tables computed here on the same dataset, and names them."""
     df = select_rows(current_rows(df, all_versions), methods, degradations)
     tables = []
     for (dataset, profile), group in df.groupby(["dataset", "profile"], sort=True):
-        tables.append(one_table(group, str(dataset), str(profile)))
+        tables.append(one_table(group, str(dataset), str(profile), ci=ci))
+    for table in [t for t in tables if t.subtitle]:
+        here = [t.profile for t in tables if t.dataset == table.dataset and not t.subtitle]
+        if here:
+            table.notes.lines.append(f"Computed here on the same images ({table.dataset}): profile "
+                                     f"{', '.join(here)}, the table(s) before this one.")
+    tables.sort(key=lambda t: (t.dataset, bool(t.subtitle)))  # stable: a reference bundle after the local tables
     return tables
+
+
+def reference_subtitle(notes: CellNotes, methods: list[str]) -> str:
+    """The heading's words for a table whose every shown cell came from a bundle: each method at its budget.
+
+    >>> from bench.annotations import BudgetUse
+    >>> n = CellNotes(origin={("jpeg", "dip"): "‡§"}, imported={"dip": "dip version of 2026-11-29"})
+    >>> reference_subtitle(n, ["dip"])
+    'dip at its published budget (reference bundle, dip version of 2026-11-29)'
+    >>> n.below[("jpeg", "dip")] = BudgetUse(0.5, 2000, "iterations", "S")
+    >>> reference_subtitle(n, ["dip"])
+    'dip at 50 % of its published budget (reference bundle, dip version of 2026-11-29)'
+    """
+    parts = []
+    for method in methods:
+        uses = [u for (_, m), u in notes.below.items() if m == method]
+        budget = f"{percent(min(u.fraction for u in uses))} of its published budget" if uses else \
+            "its published budget"
+        parts.append(f"{method} at {budget} (reference bundle, {notes.imported.get(method, method)})")
+    return "; ".join(parts)
 
 
 def ordered(values: pd.Series, preferred: list[str] | None = None) -> list[str]:
@@ -103,8 +151,8 @@ def ordered(values: pd.Series, preferred: list[str] | None = None) -> list[str]:
     return seen
 
 
-def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
-    """The block of the rows of one (dataset, profile)."""
+def one_table(df: pd.DataFrame, dataset: str, profile: str, ci: bool = False) -> Table:
+    """The block of the rows of one (dataset, profile) (``ci``: bold only where significant)."""
     methods = ordered(df["method_label"], ["identity"])
     degradations = ordered(df["degradation_label"])
     rows = {d: metric_rows(df[df["degradation_label"] == d]) for d in degradations}
@@ -124,11 +172,19 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
                 if complete and column.notna().all() and len(column):
                     values.loc[(degradation, label), method] = column.mean()
     best = pd.DataFrame(False, index=index, columns=methods)
+    top = best.copy()
+    few = df["image"].nunique() < FEW_IMAGES
     for degradation, label in index:
         row = displayed(values.loc[(degradation, label)].astype(float), label)
         if row.notna().sum() >= 2:  # a lone value is not "best" of anything: no bold
-            target = row.max() if spec_for_label(label).higher_is_better else row.min()
-            best.loc[(degradation, label)] = row == target
+            higher = spec_for_label(label).higher_is_better
+            target = row.max() if higher else row.min()
+            top.loc[(degradation, label)] = row == target
+            leaders = list(row.index[row == target])
+            if len(leaders) == 1:  # a tie as displayed: no bold
+                runner_up = str(row.drop(leaders[0]).dropna().sort_values(ascending=not higher).index[0])
+                best.loc[(degradation, label), leaders[0]] = not (ci or few) or significant(
+                    df, degradation, label, leaders[0], runner_up)
     descriptions = {  # each degradation's definition from its own rows (one per setting, normally)
         d: " / ".join(dict.fromkeys(str(v) for v in df.loc[df["degradation_label"] == d, "degradation_description"]
                                     if isinstance(v, str) and v))
@@ -143,9 +199,52 @@ def one_table(df: pd.DataFrame, dataset: str, profile: str) -> Table:
     caption = (
         f"Mean over {image_counts(df, degradations)} of {dataset} ({named}seeds {', '.join(map(str, seeds))}), "
         f"profile {profile}. "
-        f"Degradations — {parts}. Best per row in bold; – = missing or failed cells{legend}."
+        f"Degradations — {parts}. {bold_rule(few, ci)}; – = missing or failed cells{legend}."
+        + marks_legend(notes)
     )
-    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile, notes=notes)
+    shown = [(d, m) for d in degradations for m in methods if (d, m) not in notes.na]
+    all_imported = bool(notes.imported) and all(BUNDLE in notes.origin.get(c, "") for c in shown
+                                                if values.loc[c[0], c[1]].notna().any())
+    subtitle = reference_subtitle(notes, list(notes.imported)) if all_imported else ""
+    return Table(values=values, best=best, caption=caption, dataset=dataset, profile=profile, notes=notes, top=top,
+                 subtitle=subtitle)
+
+
+def bold_rule(few: bool, ci: bool) -> str:
+    """The caption's words on what bold means.
+
+    >>> bold_rule(False, False)
+    'Best per row in bold (none when the best is tied as displayed)'
+    """
+    rule = "Best per row in bold (none when the best is tied as displayed)"
+    if not (few or ci):
+        return rule
+    why = f"fewer than {FEW_IMAGES} images" if few else "--ci"
+    return (f"{rule}; with {why}, bold only where the best differs from the runner-up at p < {ALPHA:g} "
+            "(Wilcoxon signed-rank test, two-sided, paired over images, seeds averaged"
+            + ("; with fewer than 3 images it cannot reach that, so nothing is bold" if few else "") + ")")
+
+
+def marks_legend(notes: CellNotes) -> str:
+    """The caption's legend of the provenance marks the table uses (each explained by a note line)."""
+    used = "".join(notes.origin.values())
+    words = [f"{mark} = {text}" for mark, text in ((BUNDLE, "imported from a result bundle, not computed here"),
+                                                    (OLDER_CODE, "computed by an earlier code version"),
+                                                    (OTHER_HARDWARE, "computed on other hardware")) if mark in used]
+    return f" Provenance: {'; '.join(words)} (one line each below)." if words else ""
+
+
+def significant(df: pd.DataFrame, degradation: str, label: str, best: str, runner_up: str) -> bool:
+    """Whether ``best`` differs from ``runner_up`` on this row at p < :data:`ALPHA` (Wilcoxon signed-rank test of
+    the per-image means, seeds averaged, paired over the images both have)."""
+    from bench.stats import paired_p_value  # bench.stats builds on this module
+
+    name = spec_for_label(label).name
+    sub = df[(df["degradation_label"] == degradation) & (df["status"] == "ok")]
+    per = {m: pd.to_numeric(sub.loc[sub["method_label"] == m, name], errors="coerce")
+           .groupby(sub.loc[sub["method_label"] == m, "image"]).mean().dropna() for m in (best, runner_up)}
+    common = per[best].index.intersection(per[runner_up].index)
+    return bool(paired_p_value(per[best][common].to_numpy(), per[runner_up][common].to_numpy()) < ALPHA)
 
 
 def metric_rows(rows: pd.DataFrame) -> list[tuple[MetricSpec, str]]:
@@ -236,7 +335,49 @@ def latex_symbols(latex: str) -> str:
     'PSNR $\\uparrow$ -- 27.1$^\\dagger$'
     """
     return latex.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace(MISSING, "--") \
-        .replace(DAGGER, r"$^\dagger$")
+        .replace(DAGGER, r"$^\dagger$").replace(BUNDLE, r"$^\ddagger$").replace(OLDER_CODE, r"$^\S$") \
+        .replace(OTHER_HARDWARE, r"$^\P$")
+
+
+def latex_table(display: pd.DataFrame, bold: pd.DataFrame, caption: str, comment: str) -> str:
+    r"""A booktabs table: one header row (Degradation, Metric, the methods), the degradation in a ``\multirow`` on its
+    first metric row, ``\midrule`` between degradations and none before ``\bottomrule``; cells as ``display`` shows
+    them (bold where ``bold``), names and caption escaped. Needs ``booktabs`` and ``multirow``.
+
+    >>> index = pd.MultiIndex.from_tuples([("noise", "PSNR ↑"), ("noise", "SSIM ↑")], names=["degradation", "metric"])
+    >>> d = pd.DataFrame({"a_b": ["20.00", "0.5"], "c": ["25.00", "–"]}, index=index)
+    >>> print(latex_table(d, d == "25.00", "Mean.", "dataset d"))
+    % dataset d
+    \begin{table}
+    \centering
+    \caption{Mean.}
+    \begin{tabular}{llrr}
+    \toprule
+    Degradation & Metric & a\_b & c \\
+    \midrule
+    \multirow[t]{2}{*}{noise} & PSNR $\uparrow$ & 20.00 & \bfseries 25.00 \\
+     & SSIM $\uparrow$ & 0.5 & -- \\
+    \bottomrule
+    \end{tabular}
+    \end{table}
+    <BLANKLINE>
+    """
+    methods = list(display.columns)
+    lines = [f"% {comment}", r"\begin{table}", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
+             rf"\begin{{tabular}}{{ll{'r' * len(methods)}}}", r"\toprule",
+             " & ".join(["Degradation", "Metric", *(latex_escape(str(m)) for m in methods)]) + r" \\", r"\midrule"]
+    for i, degradation in enumerate(dict.fromkeys(display.index.get_level_values(0))):
+        block = display.loc[degradation]
+        if i:
+            lines.append(r"\midrule")
+        for j, (metric, row) in enumerate(block.iterrows()):
+            first = rf"\multirow[t]{{{len(block)}}}{{*}}{{{latex_escape(str(degradation))}}}" if j == 0 else ""
+            cells = [(r"\bfseries " if bold.loc[(degradation, metric), m] else "") + latex_escape(str(row[m]))
+                     for m in methods]
+            lines.append(" & ".join([first, latex_escape(str(metric)), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return latex_symbols("\n".join(lines))
+
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:

@@ -85,7 +85,10 @@ def test_round_trip_report_identical_and_cached(run_cli, source, tmp_path):
 
     reports = [run_cli("report", "--results-dir", root) for root in (source, target)]
     assert reports[0][0] == reports[1][0] == 0
-    assert reports[0][1] == reports[1][1]  # the same table, caption included
+    rows = [[line.replace("‡", "") for line in r[1].splitlines() if line.startswith("| ")] for r in reports]
+    assert rows[0] == rows[1]  # the same table, each imported cell marked ‡ and its bundle named (issue 28)
+    assert "‡ tv (" in reports[1][1] and "imported from the reference bundle b.zip" in reports[1][1]
+    assert "‡" not in reports[0][1]
     assert "| noise | PSNR ↑ |" in reports[1][1]
     assert "4 of the cells shown come from bundle b.zip" in reports[1][2]
     assert "bundle" not in reports[0][2]

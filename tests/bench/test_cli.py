@@ -29,9 +29,11 @@ def test_rerun_computes_nothing(results):
 
 def test_report_formats(results, tmp_path):
     latex = invoke("report", "--results-dir", str(results), "--format", "latex").output
-    assert r"\toprule" in latex and r"\bfseries" in latex and r"PSNR $\uparrow$" in latex
+    assert r"\toprule" in latex and r"PSNR $\uparrow$" in latex and r"\cline" not in latex
+    # 2 images: no difference can be significant, so nothing is bold, and the caption says so
+    assert r"\bfseries" not in latex and "with fewer than 3 images, bold only where" in latex
     csv = invoke("report", "--results-dir", str(results), "--format", "csv", "--per-image").output
-    assert csv.splitlines()[0].startswith("method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,seconds")
+    assert csv.splitlines()[0].startswith("method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,psnr_y,seconds")
     out = tmp_path / "r.html"
     invoke("report", "--results-dir", str(results), "--format", "html", "--per-image", "--out", str(out))
     text = out.read_text()

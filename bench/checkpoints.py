@@ -88,7 +88,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(payload).__name__}, expected a dict.")
-    return payload
+    return upcast_half(payload)
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def upcast_half(value: Any) -> Any:
+    """``value`` with every float16/bfloat16 tensor (in dicts and lists, replaced in place) cast to float32: shipped weights are
+    stored in half precision to keep the repository small (``benchmarks/slim_weights.py``), and every model
+    computes in float32 (or float64) as before.
+
+    Example:
+        >>> upcast_half({"w": torch.ones(2, dtype=torch.float16), "n": [torch.zeros(1, dtype=torch.bfloat16)]})
+        {'w': tensor([1., 1.]), 'n': [tensor([0.])]}
+    """
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in HALF_DTYPES else value
+    if isinstance(value, (dict, list)):  # in place: a state dict keeps its type and ``_metadata``
+        for k, v in (value.items() if isinstance(value, dict) else enumerate(value)):
+            value[k] = upcast_half(v)
+    return value
 
 
 def to_primitive(value: Any) -> Any:

@@ -205,16 +205,32 @@ def comparison_grid(rows: pd.DataFrame, root: Path, colors: dict[str, Color], cl
     input_psnr = first.get("input_psnr")
     degraded_text = _metric_text(pd.Series({"psnr": input_psnr}), ("psnr",))
     panels.append((f"degraded ({degradation})", degraded, degraded_text, "black"))
+    same = [m for m in by_method if m.split("[", 1)[0] == "identity" and degraded is not None
+            and outputs[m] is not None and outputs[m].shape == degraded.shape and np.array_equal(outputs[m], degraded)]
+    if same:  # identity's output is the degraded image itself: one panel, labelled as both
+        panels[-1] = (f"degraded ({degradation}) = {same[0]}", *panels[-1][1:])
     for method in method_order(list(by_method)):
+        if method in same:
+            continue
         row = by_method[method]
         text = _metric_text(row) if row["status"] == "ok" else outcome_text(row)
         if row["status"] == "ok" and is_below(row.get("budget_fraction")):  # below the reference budget
             text += f"\n{percent(float(row['budget_fraction']))} of budget"
         panels.append((method, outputs[method], text, colors.get(method, "black")))
-    fig = Figure(figsize=(2.3 * len(panels), 2.75 if not notes else 2.95), layout="constrained")
+    legend_room = 0.45 if any(c != "black" for *_, c in panels) else 0.0
+    fig = Figure(figsize=(2.3 * len(panels), (2.75 if not notes else 2.95) + legend_room), layout="constrained")
+
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, img, text, color) in zip(axes, panels):
         _panel(ax, img, title, text, color, zoom, ref_shape)
+    from matplotlib.patches import Patch
+
+    framed = [(t, c) for t, _, _, c in panels if c != "black"]
+    if framed:  # what the coloured frames mean: each method's colour, the same in every figure
+        fig.legend(handles=[Patch(facecolor="none", edgecolor=c, linewidth=2, label=t) for t, c in framed],
+                   loc="outside lower center", ncol=min(len(framed), 6), fontsize=7, frameon=False,
+                   title="frame colour = method (the same in every figure)", title_fontsize=7)
+
     title = f"{image} · {degradation} · {slug(dataset)} · {profile} · seed {first['seed']}"
     fig.suptitle(title, fontsize=10)
     if notes:

@@ -3,13 +3,13 @@
 Shared by :mod:`bench.figures` (which adds the comparison grids and writes files): a
 :class:`NamedFigure` record, file-name slugs and the method order (``identity`` first).
 
-* distributions: per-image values of a metric per method (box + strip plot), one panel per
+* distributions: per-image values of a metric per method (points, with a box from 5 values on), one panel per
   degradation; a method that does not apply to a degradation is labelled "n/a" in its slot;
 * convergence: the stored traces (``loss`` preferred) vs iteration, one panel per method
   (losses of different methods have unrelated scales), the legend of line styles below the
-  panels. Positive losses use a log axis; a loss that goes negative (a negative
-  log-likelihood, where neither a log nor a symlog axis reads well) is drawn per curve
-  scaled between its minimum (0) and maximum (1).
+  panels. Positive losses use a log axis; when any loss goes negative (a negative
+  log-likelihood, where neither a log nor a symlog axis reads well) every curve of every
+  method is drawn scaled between its minimum (0) and maximum (1): all normalised or none.
 
 Example:
     >>> slug("folder:/data/div2k_crops"), method_order(["tv", "identity", "tv"])
@@ -35,6 +35,7 @@ from bench.metric_specs import spec
 from bench.selection import select_rows
 
 Color = tuple[float, float, float, float]
+MIN_BOX = 5  # fewer values per method: points only, no box
 
 
 @dataclass
@@ -80,7 +81,8 @@ def grid_axes(n: int, width: float = 3.6, height: float = 3.0) -> tuple[Figure, 
 
 
 def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str = "psnr") -> NamedFigure | None:
-    """Per-image values of ``metric`` per method (box + jittered points), one panel per degradation."""
+    """Per-image values of ``metric`` per method (jittered points, with a box where a method has at least
+    :data:`MIN_BOX` values: a box of fewer summarises nothing), one panel per degradation."""
     ok = select_rows(df, status="ok").copy()
     ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
     ok = ok.dropna(subset=[metric])
@@ -95,10 +97,10 @@ def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str 
     for ax, degradation in zip(axes, degradations):
         sub = ok[ok["degradation_label"] == degradation]
         data = [sub.loc[sub["method_label"] == m, metric].to_numpy(dtype=float) for m in methods]
-        positions = [i for i, d in enumerate(data) if len(d)]
+        positions = [i for i, d in enumerate(data) if len(d) >= MIN_BOX]
         box = ax.boxplot(
             [data[i] for i in positions], positions=positions, widths=0.6, patch_artist=True, showfliers=False
-        )
+        ) if positions else {"boxes": []}
         for patch, i in zip(box["boxes"], positions):
             patch.set_facecolor((*colors.get(methods[i], (0.5, 0.5, 0.5, 1))[:3], 0.25))
         for i, values in enumerate(data):
@@ -130,6 +132,8 @@ def distribution_figure(df: pd.DataFrame, colors: dict[str, Color], metric: str 
         ax.grid(axis="y", alpha=0.3)
     title = f"Per-image {spec(metric).title} · {slug(str(first['dataset']))} · {first['profile']}"
     fig.suptitle(title, fontsize=11)
+    fig.supxlabel(f"one point per image (and seed); boxes (quartiles, whiskers 1.5 IQR) only where a method has "
+                  f"at least {MIN_BOX} points", fontsize=7, color="dimgray")
     return NamedFigure(f"{metric}_per_image_{slug(str(first['dataset']))}_{first['profile']}", title, fig)
 
 
@@ -167,13 +171,17 @@ def convergence_figure(df: pd.DataFrame, colors: dict[str, Color]) -> NamedFigur
     degradations = list(dict.fromkeys(c[1] for c in curves))
     styles = {d: ["-", "--", ":", "-."][i % 4] for i, d in enumerate(degradations)}
     fig, axes = grid_axes(len(methods), width=3.6, height=3.0)
+    every = np.concatenate([np.asarray(c[3], dtype=float) for c in curves])
+    every = every[np.isfinite(every)]
+    # NLL-type losses go negative (no log axis): then every curve of every method is scaled to [0, 1] between its
+    # own min and max, so that the panels read alike (all normalised or none)
+    normalise = bool(len(every)) and bool(every.min() <= 0)
     for ax, method in zip(axes, methods):
         mine = [c for c in curves if c[0] == method]
         values = np.concatenate([np.asarray(c[3], dtype=float) for c in mine])
         values = values[np.isfinite(values)]
         name = " / ".join(sorted({c[2] for c in mine}))
-        # NLL-type losses go negative (no log axis): each curve scaled to [0, 1] between its own min and max
-        normalise = bool(len(values)) and bool(values.min() <= 0)
+
         for _, degradation, _, trace in mine:
             y = np.asarray(trace, dtype=float)
             if normalise:

@@ -155,8 +155,23 @@ def per_image_html(frame: pd.DataFrame) -> str:
     shown = frame.astype(object).copy()
     for column in frame.columns:
         floats = pd.api.types.is_float_dtype(frame[column])
-        shown[column] = [cell_html(v, floats) for v in frame[column]]
+        shown[column] = [hash_html(v) if column in HASH_COLUMNS else cell_html(v, floats) for v in frame[column]]
     return shown.to_html(index=False, classes="sortable", escape=False)
+
+
+HASH_COLUMNS = ("image_digest", "key")  # 64 hex digits: shortened, so that the parameter columns stay in view
+
+
+def hash_html(value: Any) -> str:
+    """A digest shown by its first 12 characters, the whole in its tooltip.
+
+    >>> hash_html("0123456789abcdef0123")
+    "<span title='0123456789abcdef0123'>0123456789ab…</span>"
+    """
+    if not isinstance(value, str) or len(value) <= 12:
+        return cell_html(value, False)
+    return f"<span title='{html.escape(value, quote=True)}'>{html.escape(value[:12])}…</span>"
+
 
 
 def cell_html(value: Any, is_float: bool) -> str:

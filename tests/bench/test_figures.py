@@ -48,15 +48,17 @@ def test_grid_has_clean_degraded_and_one_panel_per_method(results):
     figures = build_figures(frame(results), results, image="astronaut")
     grids = [f for f in figures if f.name.startswith("grid_")]
     assert len(grids) == 2
-    assert grids[0].panels == ["clean", "degraded (jpeg)", "identity", "tv"] and not grids[0].notes
-    assert len(grids[0].figure.axes) == 4  # insets are children of their panel, not figure axes
+    # identity's output is the degraded image: one panel, labelled as both (issue 28)
+    assert grids[0].panels == ["clean", "degraded (jpeg) = identity", "tv"] and not grids[0].notes
+    assert len(grids[0].figure.axes) == 3  # insets are children of their panel, not figure axes
+    assert [t.get_text() for t in grids[0].figure.legends[0].get_texts()] == ["tv"]  # what the coloured frame means
 
 
 def test_clean_panel_skipped_with_a_note_when_not_found(results):
     df = frame(results)
     rows = df[df["degradation_label"] == "noise"].assign(dataset="folder:/nonexistent/folder")
     grid = comparison_grid(rows, results, method_colors(df["method_label"]), CleanImages())
-    assert grid.panels == ["degraded (noise)", "identity", "tv"] and "not found" in grid.notes[0]
+    assert grid.panels == ["degraded (noise) = identity", "tv"] and "not found" in grid.notes[0]
 
 
 def test_missing_image_and_bad_zoom_are_usage_errors(results, tmp_path):
@@ -112,7 +114,7 @@ def test_na_methods_are_labelled_in_grids_and_distributions(results):
                                                error="bm3d does not apply to the task 'noise': test reason",
                                                psnr=None, key="na")
     grid = comparison_grid(pd.concat([noise, na]), results, method_colors(["identity", "tv", "bm3d"]), CleanImages())
-    assert grid.panels == ["clean", "degraded (noise)", "identity", "bm3d", "tv"]
+    assert grid.panels == ["clean", "degraded (noise) = identity", "bm3d", "tv"]
     assert "n/a\ntest reason" in _texts(grid.figure)
     dist = distribution_figure(pd.concat([df, na]), method_colors(["identity", "tv", "bm3d"]))
     assert "n/a" in _texts(dist.figure)

@@ -53,7 +53,7 @@ def test_config_file_grid(tmp_path):
 
 def test_list_shows_parameters_and_profiles():
     out = invoke("list").output
-    for text in ("identity", "tv", "weight (float) = 0.9", "quality (int) = 10", "folder:PATH", "smoke", "paper"):
+    for text in ("identity", "tv", "weight (float) = 0.7", "quality (int) = 10", "folder:PATH", "smoke", "paper"):
         assert text in out
 
 

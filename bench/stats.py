@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ import pandas as pd
 from bench.annotations import MARKS
 from bench.metric_specs import spec, spec_for_label
 from bench.selection import current_rows, select_rows
+from bench.significance import paired_p_value
 from bench.tables import MISSING, Table, build_tables, latex_table
 
 N_RESAMPLES = 2000
@@ -49,25 +49,6 @@ def bootstrap_ci(values: list[float] | np.ndarray, n_resamples: int = N_RESAMPLE
     means = x[rng.integers(0, len(x), size=(n_resamples, len(x)))].mean(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return mean, float(low), float(high)
-
-
-def paired_p_value(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of paired samples; 1.0 if identical, NaN if n < 2.
-
-    >>> round(paired_p_value(np.arange(20) + 1.0, np.arange(20.0)), 6) < 0.05
-    True
-    """
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    d = d[np.isfinite(d)]
-    if len(d) < 2:
-        return math.nan
-    if np.all(d == 0):
-        return 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small-sample and tie warnings: the p-value is still the right one
-        return float(wilcoxon(d).pvalue)
 
 
 def paired_bootstrap_p(a: list[float] | np.ndarray, b: list[float] | np.ndarray, n_resamples: int = N_RESAMPLES,

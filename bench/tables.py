@@ -7,7 +7,7 @@ and ok is missing (NaN, shown as "–"), never a partial mean; one whose cells a
 "n/a" (the method does not apply to the task by design) shows "n/a". The best value
 of each row is bold, compared as displayed: not when the best is tied (as displayed), and, with fewer than
 3 images or with ``--ci``, only where it differs from the runner-up significantly (:data:`ALPHA`, Wilcoxon
-signed-rank test paired over images, :func:`bench.stats.paired_p_value`; the caption says so).
+signed-rank test paired over images, :func:`bench.significance.paired_p_value`; the caption says so).
 Captions name the dataset, the number of images, each degradation's definition (with its
 observation protocol) and the profile, then the metric conventions in one line; note lines
 (:mod:`bench.annotations`) give each n/a reason once and each method below its reference
@@ -53,6 +53,7 @@ from bench.annotations import (
 )
 from bench.metric_specs import METRIC_SPECS, MetricSpec, spec_for_label
 from bench.selection import current_rows, select_rows
+from bench.significance import paired_p_value
 
 MISSING = "–"
 ALPHA = 0.05  # significance level of the paired test that decides bold with few images or with --ci
@@ -237,8 +238,6 @@ def marks_legend(notes: CellNotes) -> str:
 def significant(df: pd.DataFrame, degradation: str, label: str, best: str, runner_up: str) -> bool:
     """Whether ``best`` differs from ``runner_up`` on this row at p < :data:`ALPHA` (Wilcoxon signed-rank test of
     the per-image means, seeds averaged, paired over the images both have)."""
-    from bench.stats import paired_p_value  # bench.stats builds on this module
-
     name = spec_for_label(label).name
     sub = df[(df["degradation_label"] == degradation) & (df["status"] == "ok")]
     per = {m: pd.to_numeric(sub.loc[sub["method_label"] == m, name], errors="coerce")

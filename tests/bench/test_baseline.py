@@ -40,7 +40,7 @@ def test_save_writes_sorted_json_with_metadata(store):
     assert (meta["dataset"], meta["profile"], meta["seeds"]) == ("builtin", "smoke", [0])
     assert sorted(meta["images"]) == ["astronaut", "chelsea"] and len(meta["dataset_hash"]) == 20
     assert meta["bench_version"] and meta["torch_version"] and meta["created"]
-    assert meta["methods"]["tv"]["params"]["weight"] == 0.9
+    assert meta["methods"]["tv"]["params"]["weight"] == 0.7
     assert data["cells"]["tv"]["noise"]["psnr"]["count"] == 2
     assert data["cells"]["tv"]["noise"]["ms_ssim"] == {"count": 0, "mean": None}  # 64 px: no MS-SSIM
 
@@ -63,7 +63,7 @@ def test_worsened_run_fails_naming_the_cells(store, tmp_path):
     assert out.exit_code == 1
     rows = {tuple(line.split()[:3]): line.split()[-1] for line in out.output.splitlines() if line.startswith("tv ")}
     assert rows[("tv", "noise", "psnr")] == "REGRESSED"
-    assert "weight 0.9 -> 9.0" in out.output and "check FAILED" in out.output and "tv/noise/psnr" in out.output
+    assert "weight 0.7 -> 9.0" in out.output and "check FAILED" in out.output and "tv/noise/psnr" in out.output
 
 
 def test_check_compares_like_with_like_when_the_store_holds_several_settings(store, tmp_path):

@@ -45,7 +45,7 @@ LAYERS = {
     "methods": 5,
     **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
                                         "annotations", "report", "plots", "figures", "baseline", "rescore", "bundle",
-                                        "bundle_cli", "keycache", "stored_images", "memory", "cli", "python_api")},
+                                        "bundle_cli", "keycache", "significance", "stored_images", "memory", "cli", "python_api")},
 }
 HARNESS = 6
 

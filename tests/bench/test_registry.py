@@ -90,7 +90,7 @@ def test_parameter_listing_says_what_auto_defaults_mean_and_lists_choices():
     assert "iterations (int) = auto: the task's official count × iteration_scale  [0 means auto]" in dip
     assert "reg_noise_std (float) = auto: per task  [< 0 means auto]" in dip
     assert "task (auto | noise | jpeg | blur | sr | inpaint | multi) = auto: obs.task" in dip
-    assert any(line.startswith("precision (auto | float32 | bfloat16) = auto: bfloat16") for line in dip)
+    assert any(line.startswith("precision (auto | float32 | bfloat16 | float64) = auto: bfloat16") for line in dip)
     daep = describe_parameters(get_method_class("daep").Params)  # inherited fields keep their comments
     assert "sigma_dae (float) = auto: the checkpoint's σ  [0 means auto]" in daep
     assert "gamma (float) = 27.5" in daep

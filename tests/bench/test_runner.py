@@ -36,7 +36,7 @@ def test_rows_record_parameters_versions_and_metrics(tmp_path):
     rows = Store(tmp_path / "res").rows()
     assert len(rows) == 1
     row = rows[0]
-    assert json.loads(row["method_params"])["weight"] == 0.9
+    assert json.loads(row["method_params"])["weight"] == 0.7
     assert json.loads(row["method_params"])["iterations"] == 40  # from the smoke profile
     assert json.loads(row["degradation_params"])["sigma"] == 25.0
     assert row["profile"] == "smoke" and row["torch_version"] == torch.__version__

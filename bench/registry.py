@@ -149,7 +149,7 @@ def field_comments(cls: type) -> dict[str, str]:
 
     >>> from bench.solvers.dip import DipFit
     >>> field_comments(DipFit)["precision"]
-    '"auto", "float32" or "bfloat16"'
+    '"auto", "float32", "bfloat16" or "float64" (kernel-independent numbers)'
     """
     out: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):  # subclasses win

@@ -12,6 +12,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,23 +97,7 @@ def unshare_works():
         ["unshare", "-rm", "true"], capture_output=True).returncode == 0
 
 
-MANY = """
-import contextlib, io, json, sys
-from bench.cli import main
-done = []
-for argv in json.loads(sys.argv[1]):
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    sys.argv = ["bench", *argv]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as exit_info:
-            code = exit_info.code
-        except BaseException as crash:
-            code, err = 99, io.StringIO(f"Traceback: {crash!r}")
-    done.append([code, out.getvalue(), err.getvalue()])
-print(json.dumps(done))
-"""
+MANY = str(Path(__file__).resolve().parents[1] / "bench_many.py")  # runs several bench commands in one process
 
 
 def test_outputs_into_a_real_read_only_mount(tmp_path, results):
@@ -126,7 +111,7 @@ def test_outputs_into_a_real_read_only_mount(tmp_path, results):
                 ["figures", "--out", folder / "figs", "--format", "png"], ["baseline", "save", "--out", folder / "b.json"]]
     argv = json.dumps([[str(a) for a in [*args, "--results-dir", results]] for args in commands])
     script = f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && exec "$@"'
-    done = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-c", MANY, argv],
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, MANY, argv],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     targets = [folder / "b.zip", folder / "r.md", folder / "figs", folder / "b.json"]

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -20,27 +21,11 @@ RUN = ["run", "--profile", "smoke", "--methods", "identity,tv", "--degradations"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-# Runs several `bench` commands in one process (each start imports torch: seconds on a loaded machine) and
-# prints [[exit code, stdout, stderr], ...] as JSON.
-MANY = """
-import contextlib, io, json, sys
-from bench.cli import main
-done = []
-for argv in json.loads(sys.argv[1]):
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    sys.argv = ["bench", *argv]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as exit_info:
-            code = exit_info.code
-    done.append([code, out.getvalue(), err.getvalue()])
-print(json.dumps(done))
-"""
+MANY = str(Path(__file__).resolve().parents[1] / "bench_many.py")  # runs several bench commands in one process
 
 
 def bench_many(*commands):
-    return [sys.executable, "-c", MANY, json.dumps([[str(a) for a in args] for args in commands])]
+    return [sys.executable, MANY, json.dumps([[str(a) for a in args] for args in commands])]
 
 
 def listing(folder):

@@ -312,11 +312,32 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def grid_rows(constant, configs, obs, args) -> list[dict[str, Any]]:
+def reusable_rows(args, constant: Constant, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """With ``--reuse``: the rows of this constant's existing log measured on the same images, crops, profile,
+    degradations and checkpoint (each keeps the commit it was measured at); nothing otherwise."""
+    path = Path(args.out_dir) / f"{constant.name}.json"
+    if not args.reuse or not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    same = ("images", "crop", "profile", "captions", "checkpoint")
+    if any((old.get(k) or None) != (record.get(k) or None) for k in same):
+        print(f"note: {path} was measured on other images or settings; nothing reused")
+        return []
+    rows = [{**row, "commit": row.get("commit", old["commit"])} for row in old["rows"]]
+    print(f"reusing {len(rows)} row(s) of {path} (commit {old['commit']})")
+    return rows
+
+
+def grid_rows(constant, configs, obs, args, reused: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     rows = []
     for config in configs:
+        previous = next((r for r in reused if r["config"] == config and set(obs) <= set(r["tasks"])), None)
+        if previous is not None:
+            rows.append(previous)
+            print(f"| {label(config)} | " + " | ".join(f"{previous['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+            continue
         method = make_method(constant, config, args.profile, args.crop, args.checkpoint)
-        row: dict[str, Any] = {"config": config, "tasks": {}}
+        row: dict[str, Any] = {"config": config, "tasks": {}, "commit": args.commit}
         for task, pairs in obs.items():
             scores, seconds, failures = restore_all(method, pairs, config)
             row["tasks"][task] = {"psnr": float(np.mean(scores)), "per_image": scores, "seconds": seconds}
@@ -324,10 +345,18 @@ def grid_rows(constant, configs, obs, args) -> list[dict[str, Any]]:
                 row["tasks"][task]["failures"] = failures
         rows.append(row)
         print(f"| {label(config)} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " |", flush=True)
-    return rows
+    return rows + extra_rows(reused, rows, obs)
 
 
-def doubledip_rows(constant, axes, obs, args) -> list[dict[str, Any]]:
+def extra_rows(reused: Sequence[dict[str, Any]], rows: list[dict[str, Any]], obs) -> list[dict[str, Any]]:
+    """Reused rows outside this run's grid (the same images and settings): kept in the log and the choice."""
+    extra = [r for r in reused if r["config"] not in [row["config"] for row in rows] and set(obs) <= set(r["tasks"])]
+    for row in extra:
+        print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+    return extra
+
+
+def doubledip_rows(constant, axes, obs, args, reused: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """One Double-DIP fit per warm-up; its iterates give the ``best_fit``, ``last`` and ``ema`` outputs exactly.
 
     The fit's trajectory does not depend on ``output`` (it only picks which
@@ -339,9 +368,20 @@ def doubledip_rows(constant, axes, obs, args) -> list[dict[str, Any]]:
     """
     from bench.solvers import dip_double
 
-    rows = {(w, o): {"config": {"warmup": w, "output": o}, "tasks": {}} for w in axes["warmup"] for o in axes["output"]}
+    rows = {
+        (w, o): {"config": {"warmup": w, "output": o}, "tasks": {}, "commit": args.commit}
+        for w in axes["warmup"]
+        for o in axes["output"]
+    }
     ema = get_method_class("doubledip").Params().ema
     for warmup in axes["warmup"]:
+        previous = {o: next((r for r in reused if r["config"] == {"warmup": warmup, "output": o}
+                             and set(obs) <= set(r["tasks"])), None) for o in axes["output"]}
+        if all(previous.values()):
+            for o, row in previous.items():
+                rows[(warmup, o)] = row
+                print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+            continue
         method = make_method(constant, {"warmup": warmup, "output": "best_fit"}, args.profile, args.crop, "")
         for task, pairs in obs.items():
             scores: dict[str, list[float]] = {o: [] for o in axes["output"]}
@@ -379,7 +419,7 @@ def doubledip_rows(constant, axes, obs, args) -> list[dict[str, Any]]:
         for o in axes["output"]:
             row = rows[(warmup, o)]
             print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " |", flush=True)
-    return list(rows.values())
+    return list(rows.values()) + extra_rows(reused, list(rows.values()), obs)
 
 
 # --------------------------------------------------------------------------- logs
@@ -446,6 +486,9 @@ def grid_markdown(constant: Constant, record: dict[str, Any]) -> str:
     if failed:
         lines += ["", "Failures (a configuration that fails on an image is never chosen; its mean is `nan`):", ""]
         lines += [f"- {f}" for f in failed]
+    reused = [f"{label(r['config'])} (commit {r['commit']})" for r in record["rows"] if r.get("commit", record["commit"]) != record["commit"]]
+    if reused:
+        lines += ["", "Rows reused from an earlier run of the same images and settings (`--reuse`): " + "; ".join(reused) + "."]
     lines += ["", "Per-image PSNR: the `.json` file beside this one.", ""]
     return "\n".join(lines)
 
@@ -474,6 +517,7 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "images": [name for name, _ in crops],
         "crop": args.crop,
         "profile": args.profile,
+        "checkpoint": args.checkpoint,
         "captions": captions(tasks),
         "select_on": select_on,
         "min_gain": args.min_gain,
@@ -481,15 +525,16 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "old": old,
         "input": {t: float(np.mean([psnr(c, o.operator.init(o.y).clamp(0, 1)) for _, c, o in pairs])) for t, pairs in obs.items()},
     }
+    args.commit = record["commit"]
     print(f"{constant.name}: {len(crops)} tuning crops of {args.crop}² ({', '.join(record['images'])}), profile {args.profile}")
     print("| configuration | " + " | ".join(f"{t} PSNR" for t in tasks) + " |")
     print("|---|" + "---:|" * len(tasks))
     print("| input | " + " | ".join(f"{record['input'][t]:.2f}" for t in tasks) + " |")
     if constant.name == "doubledip":
-        rows = doubledip_rows(constant, axes, obs, args)
+        rows = doubledip_rows(constant, axes, obs, args, reusable_rows(args, constant, record))
     else:
-        rows = grid_rows(constant, configurations(axes), obs, args)
-    record["rows"] = rows
+        rows = grid_rows(constant, configurations(axes), obs, args, reusable_rows(args, constant, record))
+    record["rows"] = sorted(rows, key=lambda r: tuple(_order(v) for v in r["config"].values()))
     record.update(choose(rows, old, select_on, args.min_gain))
     print(f"{constant.name}: old {label(old)} → new {label(record['new'])} ({record['reason']})")
     write_log(args, constant.name, record, grid_markdown(constant, record))
@@ -593,6 +638,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--select-on", default="", help=f"default {constant.select_on}")
         p.add_argument("--min-gain", type=float, default=0.05)
         p.add_argument("--checkpoint", default="", help="weights of a learned prior (default: the shipped ones)")
+        p.add_argument("--reuse", action="store_true",
+                       help="reuse the rows of the existing log measured on the same images and settings (extend a grid)")
     return top
 
 

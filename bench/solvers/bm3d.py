@@ -10,8 +10,10 @@
   noise is ``σ²·H·W``); here it is taken at a 256×256 reference size so a crop
   and a full image are regularised alike (the RWI's is relative to the pilot's
   spectrum, hence size-free). Both α are 4× the package's (1.6e-3 and 2e-2;
-  chosen on two BSDS training crops for the blur degradation, never on
-  evaluation images). It is re-implemented here because the package's
+  re-chosen for the blur degradation on 22 crops of the tuning split, never on
+  evaluation images, by ``python benchmarks/tune_constants.py bm3d-alpha``: log
+  ``docs/tuning/bm3d-alpha.md``; the grid is flat within 0.03 dB around them, and
+  the package's own α was 0.23 dB lower on blur and failed on one ``multi`` crop). It is re-implemented here because the package's
   function fails in bm3d 4.0.3 / bm4d 4.2.5 (it passes the pilot estimate with
   the wrong number of dimensions). Colour images are deblurred channel by
   channel in the orthonormal opponent space (so the noise stays white, of the
@@ -48,7 +50,7 @@ from bench.physics.operator import Operator, Tensor
 
 PROFILES = ("lc", "np", "high")  # low complexity (fast), normal, high quality
 MIN_SIZE = 8  # BM3D blocks are 8×8
-RI_ALPHA, RWI_ALPHA = 1.6e-3, 2e-2  # regularisation of the inverses: 4× bm3d.bm3d_deblurring's 4e-4, 5e-3
+RI_ALPHA, RWI_ALPHA = 1.6e-3, 2e-2  # 4× bm3d.bm3d_deblurring's 4e-4, 5e-3 (docs/tuning/bm3d-alpha.md)
 REFERENCE_PIXELS = 256 * 256  # the regularisers' PSD is taken at this image size
 
 

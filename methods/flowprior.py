@@ -47,8 +47,11 @@ class FlowPrior(Method):
     ``data_residual``), by Adam with a cosine-decayed step ``lr`` from
     ``u = T⁻¹(A.init(y))`` (bicubic for ``sr``). Profiles set ``iterations``:
     smoke 5, quick 60 (~20 s per 256² crop on one CPU core), paper 200. ``lr`` =
-    0.005 and ``prior_weight`` = 0.3 were chosen on BSDS training crops
-    (never on evaluation images); larger steps diverge, larger weights
+    0.005 and ``prior_weight`` = 0.1 were chosen on the 14 tuning-split crops
+    (128²) that ``flowprior_default.pt`` never saw, by mean PSNR over noise,
+    jpeg and multi (``python benchmarks/tune_constants.py flowprior``, log
+    ``docs/tuning/flowprior.md``: 0.1 beat the earlier 0.3 by 0.06 dB, on
+    noise; never on evaluation images); larger steps diverge, larger weights
     over-smooth JPEG and blur (see the model card). ``checkpoint`` = "" is
     the packaged default (``methods/weights/flowprior_default.pt``).
 
@@ -70,7 +73,7 @@ class FlowPrior(Method):
         checkpoint: str = ""  # a .pt of `bench train flowprior`; empty: the packaged flowprior_default.pt
         iterations: int = 60
         lr: float = 0.005
-        prior_weight: float = 0.3
+        prior_weight: float = 0.1  # docs/tuning/flowprior.md
         patch: int = 64
         margin: int = 4
         standardized: bool = False

@@ -265,9 +265,10 @@ def choose(rows: list[dict[str, Any]], old: dict[str, Any], select_on: Sequence[
 # --------------------------------------------------------------------------- restoring
 
 
-def make_method(constant: Constant, config: dict[str, Any], profile: str, crop: int, checkpoint: str):
+def make_method(constant: Constant, config: dict[str, Any], profile: str, crop: int, checkpoint: str,
+                fixed: dict[str, Any] | None = None):
     cls = get_method_class(constant.method)
-    values = {**cls.profiles.get(profile, {}), **constant.fixed, **config}
+    values = {**cls.profiles.get(profile, {}), **constant.fixed, **(fixed or {}), **config}
     if constant.method == "patchnr":
         values["patches_per_iteration"] = max(1, round(values["patches_per_iteration"] * (crop / 256) ** 2))
     if constant.name == "bm3d-alpha":
@@ -315,11 +316,11 @@ def _nothing() -> Iterator[None]:
 def reusable_rows(args, constant: Constant, record: dict[str, Any]) -> list[dict[str, Any]]:
     """With ``--reuse``: the rows of this constant's existing log measured on the same images, crops, profile,
     degradations and checkpoint (each keeps the commit it was measured at); nothing otherwise."""
-    path = Path(args.out_dir) / f"{constant.name}.json"
+    path = Path(args.out_dir) / f"{args.log_name or constant.name}.json"
     if not args.reuse or not path.is_file():
         return []
     old = json.loads(path.read_text())
-    same = ("images", "crop", "profile", "captions", "checkpoint")
+    same = ("images", "crop", "profile", "captions", "checkpoint", "fixed")
     if any((old.get(k) or None) != (record.get(k) or None) for k in same):
         print(f"note: {path} was measured on other images or settings; nothing reused")
         return []
@@ -336,7 +337,7 @@ def grid_rows(constant, configs, obs, args, reused: Sequence[dict[str, Any]] = (
             rows.append(previous)
             print(f"| {label(config)} | " + " | ".join(f"{previous['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
             continue
-        method = make_method(constant, config, args.profile, args.crop, args.checkpoint)
+        method = make_method(constant, config, args.profile, args.crop, args.checkpoint, args.fixed_params)
         row: dict[str, Any] = {"config": config, "tasks": {}, "commit": args.commit}
         for task, pairs in obs.items():
             scores, seconds, failures = restore_all(method, pairs, config)
@@ -382,7 +383,9 @@ def doubledip_rows(constant, axes, obs, args, reused: Sequence[dict[str, Any]] =
                 rows[(warmup, o)] = row
                 print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
             continue
-        method = make_method(constant, {"warmup": warmup, "output": "best_fit"}, args.profile, args.crop, "")
+        method = make_method(
+            constant, {"warmup": warmup, "output": "best_fit"}, args.profile, args.crop, "", args.fixed_params
+        )
         for task, pairs in obs.items():
             scores: dict[str, list[float]] = {o: [] for o in axes["output"]}
             start = time.perf_counter()
@@ -464,7 +467,9 @@ def grid_markdown(constant: Constant, record: dict[str, Any]) -> str:
         f"{record['machine']})",
         f"- Images ({len(record['images'])}, centre {record['crop']}² crops): {', '.join(record['images'])}"
         + (f"; the split images {constant.weights} never saw" if constant.weights else ""),
-        f"- Profile `{record['profile']}`; degradations at their defaults, seed 0: "
+        f"- Profile `{record['profile']}`"
+        + "".join(f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in (record.get("fixed") or {}).items())
+        + "; degradations at their defaults, seed 0: "
         + "; ".join(f"{t}: {c}" for t, c in record["captions"].items()),
         f"- Criterion: mean PSNR (dB, RGB) over {', '.join(record['select_on'])}; the current value is kept unless "
         f"beaten by {record['min_gain']:g} dB." + (f" {constant.note}." if constant.note else ""),
@@ -505,6 +510,7 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
     select_on = (args.select_on or constant.select_on).split(",")
     if not set(select_on) <= set(tasks):
         raise BenchError(f"--select-on {','.join(select_on)} must be among --tasks {','.join(tasks)}")
+    args.fixed_params = {k: _value(v) for k, _, v in (item.partition("=") for item in args.fixed)}
     unseen_by = Path(args.checkpoint).name if args.checkpoint else constant.weights
     if args.checkpoint and Path(args.checkpoint).name not in SHIPPED_WEIGHTS_TRAINED_ON:
         print(f"note: {args.checkpoint} is not a shipped checkpoint: assumed trained without the split (as trainers now are)")
@@ -518,6 +524,7 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "crop": args.crop,
         "profile": args.profile,
         "checkpoint": args.checkpoint,
+        "fixed": args.fixed_params,
         "captions": captions(tasks),
         "select_on": select_on,
         "min_gain": args.min_gain,
@@ -537,7 +544,7 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
     record["rows"] = sorted(rows, key=lambda r: tuple(_order(v) for v in r["config"].values()))
     record.update(choose(rows, old, select_on, args.min_gain))
     print(f"{constant.name}: old {label(old)} → new {label(record['new'])} ({record['reason']})")
-    write_log(args, constant.name, record, grid_markdown(constant, record))
+    write_log(args, args.log_name or constant.name, record, grid_markdown(constant, record))
     return 0
 
 
@@ -638,6 +645,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--select-on", default="", help=f"default {constant.select_on}")
         p.add_argument("--min-gain", type=float, default=0.05)
         p.add_argument("--checkpoint", default="", help="weights of a learned prior (default: the shipped ones)")
+        p.add_argument("--fixed", action="append", default=[], metavar="PARAM=VALUE",
+                       help="a method parameter held at VALUE (over the profile's), e.g. iterations=1200")
+        p.add_argument("--log-name", default="", help=f"the log's file name (default {name})")
         p.add_argument("--reuse", action="store_true",
                        help="reuse the rows of the existing log measured on the same images and settings (extend a grid)")
     return top

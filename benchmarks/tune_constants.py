@@ -265,8 +265,14 @@ def choose(rows: list[dict[str, Any]], old: dict[str, Any], select_on: Sequence[
 # --------------------------------------------------------------------------- restoring
 
 
-def make_method(constant: Constant, config: dict[str, Any], profile: str, crop: int, checkpoint: str,
-                fixed: dict[str, Any] | None = None):
+def make_method(
+    constant: Constant,
+    config: dict[str, Any],
+    profile: str,
+    crop: int,
+    checkpoint: str,
+    fixed: dict[str, Any] | None = None,
+):
     cls = get_method_class(constant.method)
     values = {**cls.profiles.get(profile, {}), **constant.fixed, **(fixed or {}), **config}
     if constant.method == "patchnr":
@@ -335,7 +341,9 @@ def grid_rows(constant, configs, obs, args, reused: Sequence[dict[str, Any]] = (
         previous = next((r for r in reused if r["config"] == config and set(obs) <= set(r["tasks"])), None)
         if previous is not None:
             rows.append(previous)
-            print(f"| {label(config)} | " + " | ".join(f"{previous['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+            print(
+                f"| {label(config)} | " + " | ".join(f"{previous['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)"
+            )
             continue
         method = make_method(constant, config, args.profile, args.crop, args.checkpoint, args.fixed_params)
         row: dict[str, Any] = {"config": config, "tasks": {}, "commit": args.commit}
@@ -353,7 +361,9 @@ def extra_rows(reused: Sequence[dict[str, Any]], rows: list[dict[str, Any]], obs
     """Reused rows outside this run's grid (the same images and settings): kept in the log and the choice."""
     extra = [r for r in reused if r["config"] not in [row["config"] for row in rows] and set(obs) <= set(r["tasks"])]
     for row in extra:
-        print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+        print(
+            f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)"
+        )
     return extra
 
 
@@ -376,12 +386,21 @@ def doubledip_rows(constant, axes, obs, args, reused: Sequence[dict[str, Any]] =
     }
     ema = get_method_class("doubledip").Params().ema
     for warmup in axes["warmup"]:
-        previous = {o: next((r for r in reused if r["config"] == {"warmup": warmup, "output": o}
-                             and set(obs) <= set(r["tasks"])), None) for o in axes["output"]}
+        previous = {
+            o: next(
+                (r for r in reused if r["config"] == {"warmup": warmup, "output": o} and set(obs) <= set(r["tasks"])),
+                None,
+            )
+            for o in axes["output"]
+        }
         if all(previous.values()):
             for o, row in previous.items():
                 rows[(warmup, o)] = row
-                print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " | (reused)")
+                print(
+                    f"| {label(row['config'])} | "
+                    + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs)
+                    + " | (reused)"
+                )
             continue
         method = make_method(
             constant, {"warmup": warmup, "output": "best_fit"}, args.profile, args.crop, "", args.fixed_params
@@ -413,15 +432,24 @@ def doubledip_rows(constant, axes, obs, args, reused: Sequence[dict[str, Any]] =
                     average.lerp_(x, 1.0 - ema)
                 outputs["ema"] = average
                 if not torch.allclose(outputs["best_fit"].clamp(0, 1), returned, atol=1e-6):
-                    raise RuntimeError("the recorded best_fit iterate differs from the fit's result: the solver changed")
+                    raise RuntimeError(
+                        "the recorded best_fit iterate differs from the fit's result: the solver changed"
+                    )
                 for o in axes["output"]:
                     scores[o].append(psnr(clean, outputs[o].clamp(0, 1)))
             seconds = (time.perf_counter() - start) / len(pairs)
             for o in axes["output"]:
-                rows[(warmup, o)]["tasks"][task] = {"psnr": float(np.mean(scores[o])), "per_image": scores[o], "seconds": seconds}
+                rows[(warmup, o)]["tasks"][task] = {
+                    "psnr": float(np.mean(scores[o])),
+                    "per_image": scores[o],
+                    "seconds": seconds,
+                }
         for o in axes["output"]:
             row = rows[(warmup, o)]
-            print(f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " |", flush=True)
+            print(
+                f"| {label(row['config'])} | " + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in obs) + " |",
+                flush=True,
+            )
     return list(rows.values()) + extra_rows(reused, list(rows.values()), obs)
 
 
@@ -468,7 +496,9 @@ def grid_markdown(constant: Constant, record: dict[str, Any]) -> str:
         f"- Images ({len(record['images'])}, centre {record['crop']}² crops): {', '.join(record['images'])}"
         + (f"; the split images {constant.weights} never saw" if constant.weights else ""),
         f"- Profile `{record['profile']}`"
-        + "".join(f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in (record.get("fixed") or {}).items())
+        + "".join(
+            f", {k}={v:g}" if isinstance(v, float) else f", {k}={v}" for k, v in (record.get("fixed") or {}).items()
+        )
         + "; degradations at their defaults, seed 0: "
         + "; ".join(f"{t}: {c}" for t, c in record["captions"].items()),
         f"- Criterion: mean PSNR (dB, RGB) over {', '.join(record['select_on'])}; the current value is kept unless "
@@ -479,21 +509,34 @@ def grid_markdown(constant: Constant, record: dict[str, Any]) -> str:
         "| input (`identity`) | " + " | ".join(f"{record['input'][t]:.2f}" for t in tasks) + " | | |",
     ]
     for row in record["rows"]:
-        marks = (" (old)" if row["config"] == record["old"] else "") + (" **(new)**" if row["config"] == record["new"] else "")
+        marks = (" (old)" if row["config"] == record["old"] else "") + (
+            " **(new)**" if row["config"] == record["new"] else ""
+        )
         seconds = sum(row["tasks"][t]["seconds"] for t in tasks) / len(tasks)
         lines.append(
             f"| {label(row['config'])}{marks} | "
             + " | ".join(f"{row['tasks'][t]['psnr']:.2f}" for t in tasks)
             + f" | {row['score']:.3f} | {seconds:.1f} |"
         )
-    failed = [f"{label(r['config'])} on {t}: {'; '.join(v['failures'])}" for r in record["rows"]
-              for t, v in r["tasks"].items() if v.get("failures")]
+    failed = [
+        f"{label(r['config'])} on {t}: {'; '.join(v['failures'])}"
+        for r in record["rows"]
+        for t, v in r["tasks"].items()
+        if v.get("failures")
+    ]
     if failed:
         lines += ["", "Failures (a configuration that fails on an image is never chosen; its mean is `nan`):", ""]
         lines += [f"- {f}" for f in failed]
-    reused = [f"{label(r['config'])} (commit {r['commit']})" for r in record["rows"] if r.get("commit", record["commit"]) != record["commit"]]
+    reused = [
+        f"{label(r['config'])} (commit {r['commit']})"
+        for r in record["rows"]
+        if r.get("commit", record["commit"]) != record["commit"]
+    ]
     if reused:
-        lines += ["", "Rows reused from an earlier run of the same images and settings (`--reuse`): " + "; ".join(reused) + "."]
+        lines += [
+            "",
+            "Rows reused from an earlier run of the same images and settings (`--reuse`): " + "; ".join(reused) + ".",
+        ]
     lines += ["", "Per-image PSNR: the `.json` file beside this one.", ""]
     return "\n".join(lines)
 
@@ -513,7 +556,9 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
     args.fixed_params = {k: _value(v) for k, _, v in (item.partition("=") for item in args.fixed)}
     unseen_by = Path(args.checkpoint).name if args.checkpoint else constant.weights
     if args.checkpoint and Path(args.checkpoint).name not in SHIPPED_WEIGHTS_TRAINED_ON:
-        print(f"note: {args.checkpoint} is not a shipped checkpoint: assumed trained without the split (as trainers now are)")
+        print(
+            f"note: {args.checkpoint} is not a shipped checkpoint: assumed trained without the split (as trainers now are)"
+        )
     crops = tuning_crops(args, unseen_by)
     obs = observations(crops, tasks)
     record: dict[str, Any] = {
@@ -530,10 +575,15 @@ def run_grid(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "min_gain": args.min_gain,
         "grid": axes,
         "old": old,
-        "input": {t: float(np.mean([psnr(c, o.operator.init(o.y).clamp(0, 1)) for _, c, o in pairs])) for t, pairs in obs.items()},
+        "input": {
+            t: float(np.mean([psnr(c, o.operator.init(o.y).clamp(0, 1)) for _, c, o in pairs]))
+            for t, pairs in obs.items()
+        },
     }
     args.commit = record["commit"]
-    print(f"{constant.name}: {len(crops)} tuning crops of {args.crop}² ({', '.join(record['images'])}), profile {args.profile}")
+    print(
+        f"{constant.name}: {len(crops)} tuning crops of {args.crop}² ({', '.join(record['images'])}), profile {args.profile}"
+    )
     print("| configuration | " + " | ".join(f"{t} PSNR" for t in tasks) + " |")
     print("|---|" + "---:|" * len(tasks))
     print("| input | " + " | ".join(f"{record['input'][t]:.2f}" for t in tasks) + " |")
@@ -575,16 +625,32 @@ def run_jpeg_sigma(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"jpeg-sigma: {len(crops)} tuning images ({'full size' if not args.crop else f'{args.crop}² crops'})")
     for sub in subsamplings:
         kwargs = {} if sub == "default" else {"subsampling": sub}
-        old_kwargs = {} if sub == "default" or "subsampling" not in inspect.signature(jpeg.jpeg_effective_sigma).parameters else {"subsampling": sub}
+        old_kwargs = (
+            {}
+            if sub == "default" or "subsampling" not in inspect.signature(jpeg.jpeg_effective_sigma).parameters
+            else {"subsampling": sub}
+        )
         rows = []
         for q in qualities:
             per_image = [math.sqrt(float((jpeg.pillow_jpeg(c, q, **kwargs) - c).pow(2).mean())) * 255 for _, c in crops]
             sigma = float(np.mean(per_image))
             old = jpeg.jpeg_effective_sigma(q, **old_kwargs) * 255
-            rows.append({"quality": q, "old": round(old, 2), "new": round(sigma, 1), "measured": sigma,
-                         "per_image_min": min(per_image), "per_image_max": max(per_image), "per_image": per_image})
-            print(f"{sub} quality {q:3d}: old {old:5.2f}/255 → measured {sigma:5.2f}/255 "
-                  f"(images {min(per_image):.1f} … {max(per_image):.1f})", flush=True)
+            rows.append(
+                {
+                    "quality": q,
+                    "old": round(old, 2),
+                    "new": round(sigma, 1),
+                    "measured": sigma,
+                    "per_image_min": min(per_image),
+                    "per_image_max": max(per_image),
+                    "per_image": per_image,
+                }
+            )
+            print(
+                f"{sub} quality {q:3d}: old {old:5.2f}/255 → measured {sigma:5.2f}/255 "
+                f"(images {min(per_image):.1f} … {max(per_image):.1f})",
+                flush=True,
+            )
         record["table"][sub] = rows
     lines = [
         "# `jpeg-sigma`: bench/physics/jpeg.py jpeg_effective_sigma",
@@ -601,8 +667,10 @@ def run_jpeg_sigma(args: argparse.Namespace, argv: Sequence[str]) -> int:
     ]
     for sub, rows in record["table"].items():
         for r in rows:
-            lines.append(f"| {sub} | {r['quality']} | {r['old']:.2f} | {r['measured']:.2f} | "
-                         f"{r['per_image_min']:.1f} … {r['per_image_max']:.1f} |")
+            lines.append(
+                f"| {sub} | {r['quality']} | {r['old']:.2f} | {r['measured']:.2f} | "
+                f"{r['per_image_min']:.1f} … {r['per_image_max']:.1f} |"
+            )
     write_log(args, "jpeg-sigma", record, "\n".join(lines) + "\n")
     return 0
 
@@ -637,19 +705,32 @@ def parser() -> argparse.ArgumentParser:
     jpeg.add_argument("--subsampling", default="4:2:0,4:4:4")
     for name, constant in CONSTANTS.items():
         p = sub.add_parser(name, parents=[common], help=f"{constant.where} (tasks {constant.tasks})")
-        p.add_argument("--grid", action="append", default=[], metavar="PARAM=V1,V2",
-                       help="axes: " + "; ".join(f"{a}={','.join(map(str, v))}" for a, v in constant.axes.items()))
+        p.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="PARAM=V1,V2",
+            help="axes: " + "; ".join(f"{a}={','.join(map(str, v))}" for a, v in constant.axes.items()),
+        )
         p.add_argument("--crop", type=int, default=128)
         p.add_argument("--profile", default="quick")
         p.add_argument("--tasks", default="", help=f"default {constant.tasks}")
         p.add_argument("--select-on", default="", help=f"default {constant.select_on}")
         p.add_argument("--min-gain", type=float, default=0.05)
         p.add_argument("--checkpoint", default="", help="weights of a learned prior (default: the shipped ones)")
-        p.add_argument("--fixed", action="append", default=[], metavar="PARAM=VALUE",
-                       help="a method parameter held at VALUE (over the profile's), e.g. iterations=1200")
+        p.add_argument(
+            "--fixed",
+            action="append",
+            default=[],
+            metavar="PARAM=VALUE",
+            help="a method parameter held at VALUE (over the profile's), e.g. iterations=1200",
+        )
         p.add_argument("--log-name", default="", help=f"the log's file name (default {name})")
-        p.add_argument("--reuse", action="store_true",
-                       help="reuse the rows of the existing log measured on the same images and settings (extend a grid)")
+        p.add_argument(
+            "--reuse",
+            action="store_true",
+            help="reuse the rows of the existing log measured on the same images and settings (extend a grid)",
+        )
     return top
 
 

@@ -174,7 +174,9 @@ def test_every_trainer_skips_split_images(name, fake_split, tmp_path, caplog):
     only_split = tmp_path / "only_split"
     for i, n in enumerate("ab"):
         save_png(rgb(i), only_split / f"{n}.png")
-    folders = ["--clean", str(only_split), "--degraded", str(only_split)] if name == "deflow" else ["--data", str(only_split)]
+    folders = (
+        ["--clean", str(only_split), "--degraded", str(only_split)] if name == "deflow" else ["--data", str(only_split)]
+    )
     out = tmp_path / "out" / "model.pt"
     with caplog.at_level(logging.WARNING):
         result = CliRunner().invoke(cli, ["train", name, *folders, "--out", str(out), *options[name]])

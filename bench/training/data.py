@@ -258,9 +258,9 @@ def exclude_tuning_split(items: list[tuple[str, np.ndarray]]) -> list[tuple[str,
 def check_tuning_images(items: Iterable[tuple[str, np.ndarray]]) -> list[str]:
     """The split names of tuning images ``(path or name, uint8 array)``; :class:`BenchError` for any other image.
 
-    Refused, each with one line naming the image and the fix: an image under an
-    ``eval`` folder or equal to a known evaluation image, a split name whose
-    file's pixels changed, and any image whose pixels are not a split image.
+    Refused, each with one line naming the image and the fix: an image equal to a
+    known evaluation image, a split name whose file's pixels changed, and any
+    image whose pixels are not a split image.
     """
     from bench.training.splits import TUNING_SPLIT, tuning_digests
 
@@ -291,8 +291,8 @@ def load_tuning_images(
     ``images``: split names (relative to ``root``, default
     :func:`bench.training.splits.train_root`) or image paths; default: the
     split, without the images the shipped weights ``unseen_by`` trained on
-    (:func:`bench.training.splits.tuning_names`). Every image passes
-    :func:`check_tuning_images`.
+    (:func:`bench.training.splits.tuning_names`). A path under an ``eval``
+    folder is refused, and every image passes :func:`check_tuning_images`.
     """
     from bench.images import load_image, to_uint8
     from bench.training.splits import TUNING_SPLIT, train_root, tuning_names

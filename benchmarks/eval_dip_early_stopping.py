@@ -36,7 +36,7 @@ from bench.api import RestoreContext  # noqa: E402
 from bench.images import load_image  # noqa: E402
 from bench.metrics import psnr  # noqa: E402
 from bench.registry import get_degradation_class  # noqa: E402
-from bench.solvers.dip import DipFit, fit_dip, task_settings  # noqa: E402
+from bench.solvers.dip import DipFit, fit_dip, task_recipe  # noqa: E402
 from bench.solvers.early_stopping import WindowedVariance  # noqa: E402
 
 
@@ -54,7 +54,8 @@ def crops(folder: Path, count: int, size: int) -> list[tuple[str, torch.Tensor]]
 def run(task: str, name: str, clean: torch.Tensor, window: int, patience: int, scale: float = 1.0) -> dict:
     cls = get_degradation_class(task)
     obs = cls(cls.Params()).degrade(clean, torch.Generator().manual_seed(0))
-    iterations, reg, net, depth = task_settings(task, obs)
+    recipe = task_recipe(task, obs)
+    iterations, reg, net, depth = recipe[:4]
     iterations = max(10, round(iterations * scale))
     rule = WindowedVariance(window, patience)
     curve: list[float] = []
@@ -67,7 +68,8 @@ def run(task: str, name: str, clean: torch.Tensor, window: int, patience: int, s
         if rule.improved:
             stop_at["detected_psnr"] = curve[-1]
 
-    fit = DipFit(iterations, reg, net, depth, precision="float32", monitor=monitor)
+    fit = DipFit(iterations, reg, net, depth, recipe.lr, recipe.ema, recipe.backtrack, precision="float32",
+                 monitor=monitor)
     start = time.perf_counter()
     fit_dip(obs, RestoreContext(generator=torch.Generator().manual_seed(0)), fit)
     quick = max(1, round(0.1 * iterations))

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
 from bench.api import Degradation, Operator
 from bench.physics.operator import check_protocol, check_sigma, protocol_text
-from bench.physics.resize import bicubic_down, bicubic_up
+from bench.physics.resize import bicubic_down, bicubic_up, lanczos2_down
 from bench.registry import register_degradation
 
 
 @register_degradation("sr")
 class SuperResolution(Degradation):
     """Downsampling ×2/×4/×8 by antialiased bicubic interpolation (torch), optional noise.
+
+    ``kernel=lanczos2`` downsamples instead with the forward operator of the official Deep Image Prior
+    super-resolution notebook (``Downsampler(kernel_type='lanczos2', phase=0.5, preserve_size=True)``,
+    :func:`bench.physics.resize.lanczos2_down`), for comparisons with DIP as published (docs/dip.md).
 
     The observation is the low-resolution image; the operator's initialiser
     upsamples it bicubically, which is also what ``identity`` returns. It is float and unclipped by default
@@ -35,6 +39,7 @@ class SuperResolution(Degradation):
     @dataclass
     class Params:
         factor: int = 4
+        kernel: Literal["bicubic", "lanczos2"] = "bicubic"  # lanczos2: the DIP notebook's Downsampler (docs/dip.md)
         sigma: float = 0.0
         clip: bool = False  # clip the observation to [0, 1]
         quantize: bool = False  # round it to 8-bit levels (needs clip)
@@ -42,6 +47,8 @@ class SuperResolution(Degradation):
         def __post_init__(self) -> None:
             if self.factor not in (2, 4, 8):
                 raise ValueError(f"factor={self.factor} is not supported; use 2, 4 or 8")
+            if self.kernel not in ("bicubic", "lanczos2"):
+                raise ValueError(f"kernel={self.kernel!r} is not supported; use bicubic or lanczos2")
             check_sigma(self.sigma)
             check_protocol(self.clip, self.quantize)
 
@@ -58,17 +65,19 @@ class SuperResolution(Degradation):
         f = self.params.factor
         # bicubic quantisation error alone is ~1/255; keep a floor so MAP data terms stay finite
         sigma = max(self.params.sigma, 1.0) / 255.0
+        down = lanczos2_down if self.params.kernel == "lanczos2" else bicubic_down
         return Operator(
-            lambda x: bicubic_down(x, f),
+            lambda x: down(x, f),
             in_shape=shape,
             out_shape=(shape[0] // f, shape[1] // f),
             sigma=sigma,
             initializer=lambda y: bicubic_up(y, f),
-            name=f"bicubic_down_x{f}",
+            name=f"{self.params.kernel}_down_x{f}",
             linear=True,
             noise_level=self.params.sigma / 255.0,  # the noise added, without the data-term floor
         )
 
     def describe(self) -> str:
         noise = f" + noise σ={self.params.sigma:g}/255" if self.params.sigma else ""
-        return f"bicubic ×{self.params.factor} downsampling (antialiased){noise}, {protocol_text(*self.protocol())}"
+        kernel = "Lanczos-2 (DIP's Downsampler)" if self.params.kernel == "lanczos2" else "bicubic"
+        return f"{kernel} ×{self.params.factor} downsampling (antialiased){noise}, {protocol_text(*self.protocol())}"

@@ -35,7 +35,7 @@ from bench.nets.winograd import winograd_conv3x3, winograd_pays
 from bench.physics.operator import Tensor
 
 # The official configurations, as (channels_down, channels_up, channels_skip).
-SKIP_128 = ((128,) * 5, (128,) * 5, (4,) * 5)  # denoising, SR, inpainting notebooks (get_net 'skip')
+SKIP_128 = ((128,) * 5, (128,) * 5, (4,) * 5)  # denoising, super-resolution, restoration notebooks (get_net 'skip')
 SKIP_SMALL = ((8, 16, 32, 64, 128), (8, 16, 32, 64, 128), (0, 0, 0, 4, 4))  # JPEG notebook, Double-DIP
 
 

@@ -12,14 +12,17 @@ Example:
     >>> obs = Observation(torch.rand(1, 3, 64, 64), op, description="my_jpeg.pt", task="noise")
     >>> resolve_task(obs), task_settings(resolve_task(obs), obs)
     ('noise', (3000, 0.03333333333333333, 'skip', 32))
+    >>> task_recipe("inpaint", obs)[4:7]
+    (0.001, 0.0, 'restoration')
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -35,19 +38,36 @@ ITERATION_PROFILES = {
     "paper": {"iteration_scale": 1.0},
 }
 
-# Official per-task recipes (the notebooks of github.com/DmitryUlyanov/deep-image-prior):
-# task -> (iterations, reg_noise_std, net, input_depth). ``sr`` is keyed by factor.
-PAPER_SETTINGS: dict[str, tuple[int, float, str, int]] = {
-    "noise": (3000, 1 / 30, "skip", 32),  # denoising.ipynb, F16
-    "jpeg": (2400, 1 / 30, "small", 3),  # denoising.ipynb, snail (blind JPEG)
-    "sr2": (2000, 0.03, "skip", 32),  # no official x2 run: the x4 recipe
-    "sr4": (2000, 0.03, "skip", 32),  # super-resolution.ipynb
-    "sr8": (4000, 0.05, "skip", 32),  # super-resolution.ipynb
-    "inpaint": (6001, 0.03, "skip", 32),  # inpainting.ipynb (kate: 6001 it., reg 0.03, lr 0.01)
-    "blur": (3000, 0.03, "skip", 32),  # no official run: SR recipe, denoising budget (see methods/dip.py)
-    "multi": (3000, 1 / 30, "skip", 32),  # no official run: denoising recipe (see methods/dip.py)
+
+class Recipe(NamedTuple):
+    """One task's recipe, as its notebook sets it (docs/dip.md lists the cells)."""
+
+    iterations: int  # num_iter
+    reg_noise_std: float
+    net: str  # "skip": get_net(..., 'skip', skip_n33d=128, skip_n33u=128, skip_n11=4, num_scales=5, 'bilinear')
+    input_depth: int
+    lr: float  # LR (Adam)
+    ema: float  # exp_weight of the output average; 0: the notebook returns net(net_input) after the last step
+    backtrack: str  # "denoising", "restoration" (the notebooks' two rules, see Backtracking) or "off"
+    source: str
+
+
+# Official per-task recipes (the notebooks of github.com/DmitryUlyanov/deep-image-prior). ``sr`` is keyed by factor.
+PAPER_SETTINGS: dict[str, Recipe] = {
+    "noise": Recipe(3000, 1 / 30, "skip", 32, 0.01, 0.99, "denoising", "denoising.ipynb (F16)"),
+    "jpeg": Recipe(2400, 1 / 30, "small", 3, 0.01, 0.99, "denoising", "denoising.ipynb (snail, blind JPEG)"),
+    "sr2": Recipe(2000, 0.03, "skip", 32, 0.01, 0.0, "off", "super-resolution.ipynb (no x2 run: the x4 recipe)"),
+    "sr4": Recipe(2000, 0.03, "skip", 32, 0.01, 0.0, "off", "super-resolution.ipynb (factor 4)"),
+    "sr8": Recipe(4000, 0.05, "skip", 32, 0.01, 0.0, "off", "super-resolution.ipynb (factor 8)"),
+    "inpaint": Recipe(11000, 0.03, "skip", 32, 0.001, 0.0, "restoration",
+                      "restoration.ipynb (barbara: 50 % of the pixels missing at random)"),
+    "blur": Recipe(3000, 0.03, "skip", 32, 0.01, 0.0, "off",
+                   "no official run: the super-resolution recipe with the denoising budget"),
+    "multi": Recipe(3000, 1 / 30, "skip", 32, 0.01, 0.99, "denoising", "no official run: the denoising recipe"),
 }
-BACKTRACK_RATIO = 10**0.5  # the official rule: the fit to y drops by more than 5 dB PSNR
+SIGMA_50 = 50 / 255  # denoising.ipynb: reg_noise_std 1/20 from this noise level on
+BACKTRACK_RULES = ("off", "denoising", "restoration")
+BACKTRACK_DB = 5.0  # both notebooks: back when the PSNR of the fit to y fell by more than 5 dB since the last check
 
 
 def resolve_task(obs: Observation) -> str:
@@ -87,12 +107,81 @@ def sr_factor(obs: Observation) -> int:
     return max(1, round(obs.operator.in_shape[0] / obs.operator.out_shape[0]))
 
 
-def task_settings(task: str, obs: Observation) -> tuple[int, float, str, int]:
-    """The paper-profile recipe ``(iterations, reg_noise_std, net, input_depth)`` of ``task`` for ``obs``."""
+def task_recipe(task: str, obs: Observation) -> Recipe:
+    """The paper-profile :class:`Recipe` of ``task`` for ``obs``.
+
+    ``sr`` by the factor of its shapes; ``noise`` with σ ≥ 50/255 takes ``reg_noise_std`` 1/20, as
+    denoising.ipynb says (``reg_noise_std = 1./30. # set to 1./20. for sigma=50``).
+    """
     if task == "sr":
         factor = sr_factor(obs)
         return PAPER_SETTINGS[f"sr{factor}"] if f"sr{factor}" in PAPER_SETTINGS else PAPER_SETTINGS["sr4"]
+    if task == "noise" and obs.sigma >= SIGMA_50 - 1e-9:
+        return PAPER_SETTINGS["noise"]._replace(reg_noise_std=1 / 20, source="denoising.ipynb (F16, sigma=50)")
     return PAPER_SETTINGS[task]
+
+
+def task_settings(task: str, obs: Observation) -> tuple[int, float, str, int]:
+    """``(iterations, reg_noise_std, net, input_depth)`` of :func:`task_recipe`."""
+    return tuple(task_recipe(task, obs)[:4])  # type: ignore[return-value]
+
+
+class Backtracking:
+    """The official notebooks' backtracking, step by step as their closures do it.
+
+    Both keep a counter ``i`` that advances after every iteration except a backtracked one, and
+    ``psnr_last`` (0 at the start). At a checked ``i``, the PSNR of the fit to y (``compare_psnr(y, out)`` in
+    denoising.ipynb; of the masked image in restoration.ipynb, i.e. of the data loss
+    ``mean(mask·(out − y)²)``) is compared with ``psnr_last``: more than 5 dB lower, the parameters saved at the
+    last check that passed are copied back (``net_param.data.copy_``) and ``i`` stays; otherwise the current
+    parameters are saved and ``psnr_last`` updated. The caller then still takes the optimizer step with the
+    gradient just computed (the notebooks' closure returns ``total_loss*0`` after ``backward``, and
+    ``optimize`` calls ``optimizer.step()`` regardless).
+
+    * ``denoising`` (denoising.ipynb, ``if i % show_every:``): every ``i`` that is not a multiple of 100;
+    * ``restoration`` (restoration.ipynb, under ``if PLOT and i % show_every == 0:``): every multiple of 50;
+    * ``off``: never (super-resolution.ipynb, inpainting.ipynb).
+
+    >>> import torch
+    >>> w = [torch.zeros(2)]
+    >>> rule = Backtracking("restoration", w)
+    >>> rule.check(0.01)  # i = 0: checked, 20 dB, saved
+    False
+    >>> w[0] += 1
+    >>> [rule.check(0.01) for _ in range(49)] == [False] * 49  # i = 1 … 49: not checked
+    True
+    >>> rule.check(1.0), rule.i, w[0].tolist()  # i = 50: 0 dB, 20 dB down: back to the saved weights
+    (True, 50, [0.0, 0.0])
+    """
+
+    def __init__(self, rule: str, params: list[Tensor]):
+        if rule not in BACKTRACK_RULES:
+            raise ValueError(f"backtrack={rule!r}: expected one of {BACKTRACK_RULES}")
+        self.rule = rule
+        self.params = params
+        self.saved = [q.detach().clone() for q in params] if rule != "off" else []
+        self.i = 0
+        self.psnr_last = 0.0
+        self.count = 0
+
+    def checked(self) -> bool:
+        """Whether the notebook checks at the current ``i``."""
+        if self.rule == "denoising":
+            return self.i % 100 != 0
+        return self.rule == "restoration" and self.i % 50 == 0
+
+    def check(self, loss: float) -> bool:
+        """Apply the rule after an iteration's backward pass with data loss ``loss``; True when it backtracked."""
+        if self.checked():
+            psnr = -10.0 * math.log10(loss) if loss > 0 else math.inf  # compare_psnr on [0, 1] images
+            if psnr - self.psnr_last < -BACKTRACK_DB:
+                copy_all(self.params, self.saved)
+                self.count += 1
+                return True  # the notebooks return before ``i += 1``
+            copy_all(self.saved, self.params)
+            self.psnr_last = psnr
+        self.i += 1
+        return False
 
 
 @torch.no_grad()
@@ -168,8 +257,8 @@ class DipFit:
     net: str  # "skip" (the official 128-channel net) or "small" (the JPEG notebook's)
     input_depth: int
     lr: float = 0.01
-    ema: float = 0.99  # weight of the output average; 0 returns the last output
-    backtrack: bool = True
+    ema: float = 0.99  # weight of the output average (exp_weight); 0: net(last input) after the last step
+    backtrack: str = "denoising"  # "denoising", "restoration" or "off": the notebooks' rules (:class:`Backtracking`)
     # "auto" in the next three is resolved by resolve_precision, exactly as the ``dip`` plugin's key resolves it,
     # so a fit built by hand and the plugin's restoration take the same numeric path on every CPU
     precision: str = "auto"  # "auto", "float32", "bfloat16" or "float64" (kernel-independent numbers)
@@ -178,21 +267,26 @@ class DipFit:
     early_stop: str = "off"  # "off" or "wmv" (ES-WMV, :mod:`bench.solvers.early_stopping`)
     es_window: int = DEFAULT_WINDOW
     es_patience: int = DEFAULT_PATIENCE
-    # analysis hook, never part of a result: called as monitor(iteration, raw output, averaged output)
+    # analysis hook, never part of a result: called as monitor(iteration, raw output, reported output so far)
     monitor: Callable[[int, Tensor, Tensor], None] | None = None
 
 
 def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
-    """Fit a fresh skip net from a fixed code to ``obs.y`` through ``obs.operator``; the EMA of its outputs.
+    """Fit a fresh skip net from a fixed code to ``obs.y`` through ``obs.operator``, as the official notebooks.
 
-    Randomness only from ``ctx.generator``, in this order: the code z, the
-    weight-init seed, the perturbation seed. Backtracking (``fit.backtrack``)
-    restores the previous weights and skips the step when the data loss jumps
-    by more than :data:`BACKTRACK_RATIO`. With ``fit.early_stop == "wmv"`` the
-    ES-WMV rule watches the raw outputs; the fit returns the averaged output as it
-    was at the detected iteration and stops after ``es_patience`` iterations
-    without a new variance minimum.
+    Each iteration, in the notebooks' closure order: the input ``z + reg_noise_std·n`` (n redrawn), the
+    output, its running average (``fit.ema > 0``, updated with every output as denoising.ipynb does), the
+    data loss and its gradient, the backtracking rule (``fit.backtrack``, :class:`Backtracking`), the Adam
+    step. The result is the average, or with ``fit.ema == 0`` the net's output for the last iteration's input
+    after the last step (``net(net_input)`` in the super-resolution and restoration notebooks).
+
+    Randomness only from ``ctx.generator``, in this order: the code z, the weight-init seed, the perturbation
+    seed. With ``fit.early_stop == "wmv"`` the ES-WMV rule watches the raw outputs; the fit returns the
+    reported output (the average, or the raw output without one) as it was at the detected iteration and
+    stops after ``es_patience`` iterations without a new variance minimum.
     """
+    if fit.backtrack not in BACKTRACK_RULES:
+        raise ValueError(f"backtrack={fit.backtrack!r}: expected one of {BACKTRACK_RULES}")
     device = obs.y.device
     fit = resolve_precision(fit, device.type)
     channels_last = fit.channels_last == "on"
@@ -216,51 +310,47 @@ def fit_dip(obs: Observation, ctx: RestoreContext, fit: DipFit) -> Tensor:
 
     params = list(net.parameters())
     optimizer = torch.optim.Adam(params, lr=fit.lr)
-    snapshot = [q.detach().clone() for q in params] if fit.backtrack else []
+    backtracking = Backtracking(fit.backtrack, params)
     reg = fit.reg_noise_std
+    inp = z
     average: Tensor | None = None
-    last = float("inf")
-    backtracks = 0
     rule = WindowedVariance(fit.es_window, fit.es_patience) if fit.early_stop == "wmv" else None
     detected: Tensor | None = None
     for it in ctx.iterations(fit.iterations, desc="dip"):
         inp = torch.add(z, nets.fill_normal(noise, noise_gen), alpha=reg) if reg > 0 else z
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             out = nets.centre_crop(net(inp), shape)
+        if fit.ema > 0:
+            with torch.no_grad():  # smoothing before the loss and the backtracking check, as denoising.ipynb
+                if average is None:
+                    average = out.detach().to(dtype).clone()  # float32 under bfloat16 autocast
+                else:
+                    average.lerp_(out.detach(), 1.0 - fit.ema)
         loss = obs.operator.data_residual(out, y).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         value = loss.item()
         ctx.log("loss", value)
-        if fit.backtrack:
-            if value > BACKTRACK_RATIO * last:
-                # official backtracking: back to the weights of the previous iteration, no step
-                copy_all(params, snapshot)
-                backtracks += 1
-                continue
-            copy_all(snapshot, params)
-        last = value
+        backtracking.check(value)  # may copy saved weights back; the step below is taken either way
         optimizer.step()
-        with torch.no_grad():
-            if average is None or fit.ema == 0:
-                average = out.detach().to(dtype).clone()  # float32 under bfloat16 autocast
-            else:
-                average.lerp_(out.detach(), 1.0 - fit.ema)
+        reported = average if average is not None else out.detach()
         if fit.monitor is not None:
-            fit.monitor(it, out.detach(), average)
+            fit.monitor(it, out.detach(), reported)
         if rule is not None:
             stop = rule.update(out, it)
             if rule.improved:
-                detected = average.clone()
+                detected = reported.to(dtype).clone()
             if stop:
                 break
+    if fit.backtrack != "off":
+        ctx.log("backtracks", backtracking.count)
     if rule is not None:
         ctx.log("es_iteration", rule.best_iteration)
-        if detected is not None:
-            average = detected
-    if fit.backtrack:
-        ctx.log("backtracks", backtracks)
-    if average is None:  # every step backtracked: the current net's output
-        with torch.no_grad():
-            average = nets.centre_crop(net(z), shape).to(dtype)
-    return average.clamp(0, 1).float().contiguous()
+    if detected is not None:
+        result = detected
+    elif average is not None:
+        result = average
+    else:  # no average: the net's output for the last input, after the last step (the notebooks' last cell)
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            result = nets.centre_crop(net(inp), shape)
+    return result.clamp(0, 1).float().contiguous()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.api import Observation, RestoreContext
+from bench.api import Observation, Operator, RestoreContext
 from bench.cells import compute_cell, instantiate, make_observation, to_tensor
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import ParameterError
@@ -41,23 +41,39 @@ def test_restore_signature_has_no_clean_image():
 
 
 @pytest.mark.parametrize(
-    ("name", "params", "task", "iterations", "reg", "net"),
+    ("name", "params", "task", "iterations", "reg", "net", "lr", "ema", "backtrack"),
     [
-        ("noise", {}, "noise", 3000, 1 / 30, "skip"),
-        ("jpeg", {}, "jpeg", 2400, 1 / 30, "small"),
-        ("jpeg", {"operator": "differentiable"}, "jpeg", 2400, 1 / 30, "small"),
-        ("sr", {"factor": 4}, "sr", 2000, 0.03, "skip"),
-        ("sr", {"factor": 8}, "sr", 4000, 0.05, "skip"),
-        ("inpaint", {}, "inpaint", 6001, 0.03, "skip"),
-        ("blur", {}, "blur", 3000, 0.03, "skip"),
-        ("multi", {}, "multi", 3000, 1 / 30, "skip"),
+        ("noise", {}, "noise", 3000, 1 / 30, "skip", 0.01, 0.99, "denoising"),
+        ("noise", {"sigma": 50}, "noise", 3000, 1 / 20, "skip", 0.01, 0.99, "denoising"),
+        ("noise", {"sigma": 49}, "noise", 3000, 1 / 30, "skip", 0.01, 0.99, "denoising"),
+        ("jpeg", {}, "jpeg", 2400, 1 / 30, "small", 0.01, 0.99, "denoising"),
+        ("jpeg", {"operator": "differentiable"}, "jpeg", 2400, 1 / 30, "small", 0.01, 0.99, "denoising"),
+        ("sr", {"factor": 4}, "sr", 2000, 0.03, "skip", 0.01, 0.0, "off"),
+        ("sr", {"factor": 8}, "sr", 4000, 0.05, "skip", 0.01, 0.0, "off"),
+        ("sr", {"factor": 4, "kernel": "lanczos2"}, "sr", 2000, 0.03, "skip", 0.01, 0.0, "off"),
+        ("inpaint", {}, "inpaint", 11000, 0.03, "skip", 0.001, 0.0, "restoration"),
+        ("blur", {}, "blur", 3000, 0.03, "skip", 0.01, 0.0, "off"),
+        ("multi", {}, "multi", 3000, 1 / 30, "skip", 0.01, 0.99, "denoising"),
     ],
 )
-def test_task_settings_follow_the_notebooks(name, params, task, iterations, reg, net):
+def test_task_settings_follow_the_notebooks(name, params, task, iterations, reg, net, lr, ema, backtrack):
     obs = observe(name, torch.rand(1, 3, 64, 64), **params)
     s = DeepImagePrior().resolve(obs)
     assert (s["task"], s["iterations"], s["reg_noise_std"], s["net"]) == (task, iterations, reg, net)
     assert s["input_depth"] == (3 if net == "small" else 32)
+    assert (s["lr"], s["ema"], s["backtrack"]) == (lr, ema, backtrack)
+
+
+def test_explicit_lr_ema_and_backtrack_override_the_recipe():
+    obs = observe("sr", torch.rand(1, 3, 64, 64))
+    s = DeepImagePrior(DeepImagePrior.Params(lr=0.005, ema=0.9, backtrack="denoising")).resolve(obs)
+    assert (s["lr"], s["ema"], s["backtrack"]) == (0.005, 0.9, "denoising")
+    s = DeepImagePrior(DeepImagePrior.Params(ema=0.0, backtrack="off")).resolve(observe("noise", torch.rand(1, 3, 64, 64)))
+    assert (s["ema"], s["backtrack"]) == (0.0, "off")
+    (inst,) = instantiate("method", "dip", {"backtrack": "restoration", "ema": "0.95"}, "smoke")
+    assert inst.params["backtrack"] == "restoration" and inst.params["ema"] == 0.95
+    with pytest.raises(ParameterError, match="backtrack"):
+        instantiate("method", "dip", {"backtrack": "sometimes"}, "smoke")
 
 
 def test_profiles_scale_iterations_only_and_overrides_win():
@@ -108,11 +124,22 @@ def test_non_multiple_sizes_are_padded():
 
 
 def test_backtracking_restores_weights_after_a_jump():
-    # y = 0.5 is fitted at once by the initial net; a huge step ruins the fit by far more than 5 dB
-    obs = observe("noise", torch.full((1, 3, 32, 32), 0.5), sigma=0)
-    out, ctx = restore(DeepImagePrior.Params(iterations=12, net="small", lr=5.0), obs)
-    assert ctx.trace["backtracks"][0] >= 1
+    # y = 0.5 is fitted at once by the initial net; at the 4th iteration the operator ruins the fit by far
+    # more than 5 dB, and the noise task's rule (denoising.ipynb) backtracks; the sr recipe has no rule
+    calls = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.ones_like(x) + 0 * x if len(calls) == 4 else x
+
+    op = Operator(forward, (32, 32), (32, 32), sigma=0.01)
+    obs = Observation(torch.full((1, 3, 32, 32), 0.5), op, task="noise")
+    out, ctx = restore(DeepImagePrior.Params(iterations=12, net="small"), obs)
+    assert ctx.trace["backtracks"] == [1.0]
     assert torch.isfinite(out).all()
+    calls.clear()
+    _, ctx = restore(DeepImagePrior.Params(iterations=12, net="small", task="sr"), obs)
+    assert "backtracks" not in ctx.trace
 
 
 def test_tiny_dip_improves_on_identity_for_noise(astronaut):

@@ -35,7 +35,7 @@ def test_iterative_methods_declare_a_budget_and_the_others_none():
 
 
 def test_paper_profile_reaches_every_reference():
-    """Every paper budget equals its reference (DIP inpainting: the notebook's 6001 iterations), so paper cells
+    """Every paper budget equals its reference (DIP inpainting: restoration.ipynb's 11000 iterations), so paper cells
     are never marked."""
     methods = available("method")
     short = {}

@@ -10,7 +10,18 @@ import torch
 from bench.api import RestoreContext
 from bench.physics import Observation, Operator
 from bench.registry import get_degradation_class
-from bench.solvers.dip import DipFit, copy_all, fit_dip, resolve_task, sr_factor, task_settings
+from bench.solvers.dip import (
+    BACKTRACK_DB,
+    PAPER_SETTINGS,
+    Backtracking,
+    DipFit,
+    copy_all,
+    fit_dip,
+    resolve_task,
+    sr_factor,
+    task_recipe,
+    task_settings,
+)
 from bench.solvers.dip_double import DoubleDipFit, default_std_weight, fit_double_dip
 from methods.dip import DeepImagePrior
 from methods.doubledip import DoubleDIP
@@ -22,7 +33,7 @@ BEFORE = {
     "jpeg": ("jpeg", 2400, 1 / 30, "small", 3, 0.005),
     "blur": ("blur", 3000, 0.03, "skip", 32, 0.0),
     "sr": ("sr", 2000, 0.03, "skip", 32, 0.0),
-    "inpaint": ("inpaint", 6001, 0.03, "skip", 32, 0.0),
+    "inpaint": ("inpaint", 11000, 0.03, "skip", 32, 0.0),  # restoration.ipynb since issue 26 (was 6001)
     "multi": ("multi", 3000, 1 / 30, "skip", 32, 0.005),
 }
 
@@ -102,3 +113,125 @@ def test_fits_are_the_plugins_restorations(bf16, monkeypatch):
     assert torch.equal(fit, plugin)
     double = fit_double_dip(obs, ctx(), DoubleDipFit(iterations=2, std_weight=default_std_weight("noise")))
     assert torch.equal(double, DoubleDIP(DoubleDIP.Params(iterations=2)).restore(obs, ctx()))
+
+
+# ----------------------------------------------------------------------------- the notebooks, literally
+
+# github.com/DmitryUlyanov/deep-image-prior, the cells each recipe comes from:
+# denoising.ipynb: F16 num_iter 3000, input_depth 32, get_net(... 'skip', skip_n33d=128, skip_n33u=128, skip_n11=4,
+#   num_scales=5, upsample_mode='bilinear'); snail (JPEG) num_iter 2400, input_depth 3, skip [8..128] / [0,0,0,4,4];
+#   both reg_noise_std 1/30, LR 0.01, exp_weight 0.99, backtracking under `if i % show_every:` (show_every 100).
+# super-resolution.ipynb: factor 4 num_iter 2000 reg 0.03, factor 8 num_iter 4000 reg 0.05; LR 0.01, no average,
+#   no backtracking, result net(net_input).
+# restoration.ipynb (barbara, get_bernoulli_mask 0.50): LR 0.001, num_iter 11000, reg 0.03, the skip net above,
+#   backtracking under `if PLOT and i % show_every == 0:` (show_every 50), no average, result net(net_input).
+NOTEBOOKS = {
+    "noise": (3000, 1 / 30, "skip", 32, 0.01, 0.99, "denoising"),
+    "jpeg": (2400, 1 / 30, "small", 3, 0.01, 0.99, "denoising"),
+    "sr2": (2000, 0.03, "skip", 32, 0.01, 0.0, "off"),
+    "sr4": (2000, 0.03, "skip", 32, 0.01, 0.0, "off"),
+    "sr8": (4000, 0.05, "skip", 32, 0.01, 0.0, "off"),
+    "inpaint": (11000, 0.03, "skip", 32, 0.001, 0.0, "restoration"),
+    "blur": (3000, 0.03, "skip", 32, 0.01, 0.0, "off"),  # no notebook: the SR recipe, the denoising budget
+    "multi": (3000, 1 / 30, "skip", 32, 0.01, 0.99, "denoising"),  # no notebook: the denoising recipe
+}
+
+
+def test_recipes_are_the_notebooks_values():
+    assert {task: tuple(recipe[:7]) for task, recipe in PAPER_SETTINGS.items()} == NOTEBOOKS
+    assert BACKTRACK_DB == 5.0
+    # denoising.ipynb: "reg_noise_std = 1./30. # set to 1./20. for sigma=50"
+    assert task_recipe("noise", observe("noise", sigma=50)).reg_noise_std == 1 / 20
+    assert task_recipe("noise", observe("noise", sigma=25)).reg_noise_std == 1 / 30
+    assert task_recipe("multi", observe("multi")).reg_noise_std == 1 / 30
+
+
+def test_denoising_backtracking_checks_all_but_each_hundredth_iteration():
+    w = [torch.zeros(3)]
+    rule = Backtracking("denoising", w)
+    assert rule.check(1e6) is False and rule.i == 1  # i = 0 is never checked (i % 100 == 0)
+    assert rule.check(0.01) is False and rule.psnr_last == pytest.approx(20.0)  # i = 1: saved
+    w[0] += 1.0
+    assert rule.check(0.01 * 10**0.49) is False  # 4.9 dB lower: kept, and saved
+    assert torch.equal(rule.saved[0], w[0])
+    w[0] += 1.0
+    assert rule.check(1.0) is True  # ~15 dB lower: back to the weights saved at the last check
+    assert torch.equal(w[0], torch.ones(3)) and rule.i == 3 and rule.count == 1  # i did not advance
+    while rule.i < 100:
+        assert rule.check(0.01) is False
+    assert rule.check(1.0) is False and rule.i == 101  # i = 100: not checked
+    assert rule.check(1.0) is True and rule.i == 101
+
+
+def test_restoration_backtracking_checks_every_fiftieth_iteration():
+    w = [torch.zeros(2)]
+    rule = Backtracking("restoration", w)
+    assert rule.check(0.01) is False  # i = 0: checked, saved
+    w[0] += 1.0
+    for _ in range(49):
+        assert rule.check(1.0) is False  # i = 1 … 49: not checked, however bad
+    assert rule.check(1.0) is True and rule.i == 50  # i = 50: back to the weights of i = 0
+    assert torch.equal(w[0], torch.zeros(2))
+    assert rule.check(0.01) is False and rule.i == 51
+    off = Backtracking("off", w)
+    assert [off.check(1e9) for _ in range(3)] == [False] * 3 and off.saved == []
+    with pytest.raises(ValueError, match="backtrack='sometimes'"):
+        Backtracking("sometimes", w)
+
+
+def small_fit(iterations: int, **kw) -> DipFit:
+    return DipFit(iterations, kw.pop("reg_noise_std", 1 / 30), "small", 3, precision="float32", **kw)
+
+
+def jumping_observation(at: int, size: int = 32) -> Observation:
+    """An identity observation whose operator returns 1 at its ``at``-th call (0-based): the fit to y drops by far
+    more than 5 dB at that iteration only."""
+    calls = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.ones_like(x) + 0 * x if len(calls) == at + 1 else x
+
+    y = torch.full((1, 3, size, size), 0.5)
+    return Observation(y, Operator(forward, (size, size), (size, size), sigma=0.01), task="noise")
+
+
+def test_backtracked_iterations_still_step_and_count_in_the_average(monkeypatch):
+    """As denoising.ipynb: the average takes every output (also the one that triggers backtracking), and
+    optimize() steps after every closure, with the gradient of the discarded iterate."""
+    obs = jumping_observation(at=5)
+    steps = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    fit = small_fit(12, ema=0.5, monitor=lambda it, raw, avg: seen.append((raw.clone(), avg.clone())))
+    ctx = RestoreContext(generator=torch.Generator().manual_seed(0))
+    out = fit_dip(obs, ctx, fit)
+    assert ctx.trace["backtracks"] == [1.0]
+    assert len(steps) == 12 and len(seen) == 12
+    average = seen[0][0]
+    for raw, reported in seen:
+        average = average if raw is seen[0][0] else average.lerp(raw, 0.5)
+        assert torch.allclose(reported, average, atol=1e-6)
+    assert torch.allclose(out, average.clamp(0, 1), atol=1e-6)
+    off = RestoreContext(generator=torch.Generator().manual_seed(0))
+    fit_dip(jumping_observation(at=5), off, small_fit(12, backtrack="off"))
+    assert "backtracks" not in off.trace
+    restoration = RestoreContext(generator=torch.Generator().manual_seed(0))
+    fit_dip(jumping_observation(at=5), restoration, small_fit(12, backtrack="restoration"))
+    assert restoration.trace["backtracks"] == [0.0]  # i = 5 is not a multiple of 50
+
+
+def test_without_an_average_the_result_is_the_net_after_the_last_step():
+    """super-resolution.ipynb and restoration.ipynb return net(net_input) after the loop: with reg_noise_std 0
+    that is what iteration N + 1 of a longer fit computes before its own step."""
+    obs = observe("sr", size=64, factor=4)
+    ctx = lambda: RestoreContext(generator=torch.Generator().manual_seed(2))  # noqa: E731
+    raw: list[torch.Tensor] = []
+    fit_dip(obs, ctx(), small_fit(4, reg_noise_std=0.0, ema=0.0, backtrack="off",
+                                  monitor=lambda it, out, reported: raw.append(out.clone())))
+    result = fit_dip(obs, ctx(), small_fit(3, reg_noise_std=0.0, ema=0.0, backtrack="off"))
+    assert torch.equal(result, raw[3].clamp(0, 1))
+    assert not torch.equal(result, raw[2].clamp(0, 1))  # not the last iteration's (pre-step) output
+    with pytest.raises(ValueError, match="backtrack=True"):
+        fit_dip(obs, ctx(), small_fit(1, backtrack=True))

@@ -20,8 +20,9 @@ import pandas as pd
 # Published colour-denoising PSNR (dB) on Kodak24 at σ = 15 / 25 / 50 (8-bit scale).
 PUBLISHED = {
     "bm3d": ({15: 34.28, 25: 32.15, 50: 28.46},
-             "CBM3D (Dabov et al. 2007), as tabulated in the FFDNet (Zhang et al. 2018) and DPIR (Zhang et al. "
-             "2021) papers"),
+             "CBM3D (Dabov et al. 2007), as tabulated in the DPIR (Zhang et al. 2021) and FFDNet (Zhang et al. "
+             "2018) papers; DPIR's σ = 25 figure (32.15) may be a transcription of FFDNet's 31.68, see "
+             "docs/calibration.md"),
     "pnp": ({15: 35.31, 25: 32.89, 50: 29.86}, "DRUNet, official weights (DPIR, Zhang et al. 2021)"),
 }
 
@@ -35,6 +36,9 @@ def table(results_dir: str) -> pd.DataFrame:
     frame["sigma"] = params.map(lambda p: float(p["sigma"]))
     frame["protocol"] = params.map(lambda p: "clipped 8-bit" if p.get("quantize") else
                                    ("clipped float" if p.get("clip") else "unclipped float"))
+    # One result per image: a store that ran the grid under several code versions holds the same cell more than
+    # once (with the same numbers, since draws do not depend on the code version); the newest counts.
+    frame = frame.sort_values("created").drop_duplicates(["method", "protocol", "sigma", "image"], keep="last")
     rows = []
     for (method, protocol, sigma), group in frame.groupby(["method", "protocol", "sigma"]):
         published = PUBLISHED.get(method, ({}, ""))[0].get(int(sigma))

@@ -46,11 +46,12 @@ def test_improves_over_identity_on_noise():
 
 
 @pytest.mark.parametrize("name", ["sr", "inpaint", "jpeg"])
-def test_other_degradations(name):
-    clean = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def test_other_degradations(name, restores_through_the_operator):
+    clean = to_tensor(load_dataset("builtin", limit=1, crop=32)[0].image)  # a photo: random pixels average out in sr
     obs = instantiate("degradation", name, {}, "smoke")[0].plugin.degrade(clean, torch.Generator().manual_seed(0))
     out = DAEP(DAEP.Params(iterations=3, noise_blind=name == "jpeg")).restore(obs, _ctx())
-    assert out.shape == clean.shape and bool(torch.isfinite(out).all())
+    assert out.shape == clean.shape
+    restores_through_the_operator(obs, out)
 
 
 def test_params():

@@ -108,13 +108,17 @@ def test_same_seed_same_output(astronaut):
     assert len(ctx.trace["loss"]) == 3
 
 
-def test_runs_through_every_operator_with_the_right_shape():
-    clean = torch.rand(1, 3, 32, 32)
+def test_fits_through_every_operator():
+    # the loss goes through each degradation's own operator and its gradient reaches the net: two Adam steps
+    # already lower the data term (measured: by 12-53 %), for every task's recipe
+    clean = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for name in DEGRADATIONS:
         obs = observe(name, clean)
-        out, _ = restore(DeepImagePrior.Params(iterations=2, net="small"), obs)
+        out, ctx = restore(DeepImagePrior.Params(iterations=2, net="small"), obs)
         assert out.shape == clean.shape, name
-        assert torch.isfinite(out).all(), name
+        assert torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1, name
+        first, last = ctx.trace["loss"]
+        assert last < 0.95 * first, (name, first, last)
 
 
 def test_non_multiple_sizes_are_padded():

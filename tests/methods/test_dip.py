@@ -20,7 +20,6 @@ from methods.dip import DeepImagePrior
 DEGRADATIONS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
 
 
-
 def observe(name: str, clean: torch.Tensor, seed: int = 0, **params) -> Observation:
     cls = get_degradation_class(name)
     return cls(cls.Params(**params)).degrade(clean, torch.Generator().manual_seed(seed))
@@ -68,7 +67,9 @@ def test_explicit_lr_ema_and_backtrack_override_the_recipe():
     obs = observe("sr", torch.rand(1, 3, 64, 64))
     s = DeepImagePrior(DeepImagePrior.Params(lr=0.005, ema=0.9, backtrack="denoising")).resolve(obs)
     assert (s["lr"], s["ema"], s["backtrack"]) == (0.005, 0.9, "denoising")
-    s = DeepImagePrior(DeepImagePrior.Params(ema=0.0, backtrack="off")).resolve(observe("noise", torch.rand(1, 3, 64, 64)))
+    s = DeepImagePrior(DeepImagePrior.Params(ema=0.0, backtrack="off")).resolve(
+        observe("noise", torch.rand(1, 3, 64, 64))
+    )
     assert (s["ema"], s["backtrack"]) == (0.0, "off")
     (inst,) = instantiate("method", "dip", {"backtrack": "restoration", "ema": "0.95"}, "smoke")
     assert inst.params["backtrack"] == "restoration" and inst.params["ema"] == 0.95

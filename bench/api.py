@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -163,7 +163,12 @@ class _NoParams:
 
 
 class Plugin:
-    """Shared behaviour of methods and degradations: a name and parameters.
+    """Shared behaviour of methods and degradations: a name, parameters and a code version.
+
+    Every attribute the harness reads from a plugin class is declared here or on :class:`Degradation` /
+    :class:`Method`, with its default; a plugin overrides only what differs.
+
+    Hooks: ``resolve_params`` (machine-dependent choices), ``summary`` (the docstring's first line).
 
     Example:
         >>> class Demo(Plugin):
@@ -172,9 +177,10 @@ class Plugin:
         ('A demo plugin.', 'Demo(_NoParams())')
     """
 
-    name: ClassVar[str] = ""
-    Params: ClassVar[type] = _NoParams
-    kind: ClassVar[str] = "plugin"
+    name: ClassVar[str] = ""  # the registered name (set by ``@register_method`` / ``@register_degradation``)
+    Params: ClassVar[type] = _NoParams  # a dataclass with a default for every field: the plugin's parameters
+    kind: ClassVar[str] = "plugin"  # "method" or "degradation"
+    version: ClassVar[str] = ""  # extra text hashed into the code version, e.g. packaged weights' sha256
 
     def __init__(self, params: Any | None = None):
         self.params = params if params is not None else self.Params()
@@ -204,9 +210,15 @@ class Degradation(Plugin):
     generator) and :meth:`simulate` (applying ``A`` and drawing noise). Both draws
     come from one generator in that order, so an observation is deterministic
     for a given (seed, image) and the operator can be rebuilt without
-    re-simulating ``y`` when the observation is cached. ``task`` (one of
-    :data:`TASKS`) tells methods what kind of restoration this is; it travels
-    on the :class:`Observation`.
+    re-simulating ``y`` when the observation is cached. ``task`` (a short
+    identifier; :data:`TASKS` lists those with built-in recipes) tells methods what
+    kind of restoration this is; it travels on the :class:`Observation`.
+
+    Gaussian noise is simulated only where asked for: ``noise_param`` names the
+    ``Params`` field holding its σ, or an overridden :meth:`simulate` calls
+    :meth:`add_noise`; a field called ``sigma`` alone adds nothing.
+
+    Hooks: ``make_operator`` (required), ``simulate``, ``check_shape``, ``describe``, ``protocol``.
 
     Example:
         >>> import torch
@@ -221,24 +233,51 @@ class Degradation(Plugin):
     """
 
     kind: ClassVar[str] = "degradation"
-    task: ClassVar[str] = ""  # one of ``TASKS``: what a method may know about the degradation
+    task: ClassVar[str] = ""  # what a method may know about the degradation: a task name (built-in: ``TASKS``)
+    noise_param: ClassVar[str | None] = None  # the Params field with the σ (0-255) of the noise simulate adds
+    simulate_when_cached: ClassVar[bool] = False  # True: y is not all of the observation (JPEG's coefficients)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = {f.name for f in fields(cls.Params)} if is_dataclass(cls.Params) else set()
+        if cls.noise_param is not None and cls.noise_param not in names:
+            raise TypeError(
+                f"{cls.__name__}.noise_param = {cls.noise_param!r} is not a field of its Params "
+                f"({', '.join(sorted(names)) or 'none'})"
+            )
 
     def make_operator(self, shape: tuple[int, int], generator: torch.Generator) -> Operator:
+        """The forward operator for an image of ``shape``; draw kernels and masks from ``generator`` here."""
         raise NotImplementedError
 
     def simulate(self, clean: Tensor, operator: Operator, generator: torch.Generator) -> Tensor:
-        """Default: ``A(x)`` plus Gaussian noise of ``params.sigma`` (0-255 scale), then the observation
-        protocol (:meth:`protocol`: unclipped float, clipped, or clipped and rounded to 8 bits).
+        """Default: ``A(x)``, plus Gaussian noise of the ``Params`` field :attr:`noise_param` names (0-255 scale;
+        none where it names none), then the observation protocol (:meth:`protocol`: unclipped float, clipped,
+        or clipped and rounded to 8 bits).
 
         The simulated noise may differ from ``operator.sigma``, which is the
         *effective* level a data term should assume (it includes model error).
         """
         y = operator(clean)
-        sigma = float(getattr(self.params, "sigma", 0.0)) / 255.0
-        if sigma > 0:
-            noise = draws.randn(y.shape, generator=generator, dtype=y.dtype)
-            y = y + sigma * noise
+        if self.noise_param is not None:
+            y = self.add_noise(y, getattr(self.params, self.noise_param), generator)
         return apply_protocol(y, *self.protocol())
+
+    @staticmethod
+    def add_noise(y: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+        """``y`` plus white Gaussian noise of ``sigma`` on the 0-255 scale, drawn from ``generator`` through
+        :func:`bench.draws.randn` (one draw of ``y``'s shape); ``sigma <= 0`` returns ``y`` and draws nothing.
+
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = Degradation.add_noise(torch.zeros(1, 3, 4, 4), 25.5, g)
+        >>> round(float(y.std()), 1), Degradation.add_noise(y, 0, g) is y
+        (0.1, True)
+        """
+        scale = float(sigma) / 255.0
+        if scale > 0:
+            noise = draws.randn(y.shape, generator=generator, dtype=y.dtype)
+            y = y + scale * noise
+        return y
 
     def protocol(self) -> tuple[bool, bool]:
         """``(clip, quantize)`` of the observation: the ``clip`` and ``quantize`` parameters where the degradation
@@ -279,6 +318,8 @@ class Method(Plugin):
     the profile, updated by the user's ``--set`` overrides. An iterative method
     declares its published budget as ``reference_budget`` (a :class:`Budget`).
 
+    Hooks: ``restore`` (required), ``weights_note``, ``resolve_params``.
+
     Example:
         >>> import torch
         >>> class Keep(Method):
@@ -291,8 +332,16 @@ class Method(Plugin):
     """
 
     kind: ClassVar[str] = "method"
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}  # profile name -> parameter values (e.g. iterations)
     reference_budget: ClassVar[Budget | None] = None  # the published budget, where the method has one
+    memory_bytes_per_pixel: ClassVar[float | None] = None  # peak bytes per pixel on CPU; None: bench.memory's table
+
+    @staticmethod
+    def weights_note(params: Mapping[str, Any]) -> str:
+        """What the trained weights a cell with ``params`` runs with are, for captions (e.g. that the packaged prior
+        is far smaller than the published one; :func:`bench.checkpoints.packaged_weights_note`); "" says nothing."""
+        return ""
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
+        """The estimate of the clean image (``(1, 3, H, W)`` in [0, 1]) from ``obs`` alone."""
         raise NotImplementedError

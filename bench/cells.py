@@ -117,7 +117,7 @@ def instantiate(kind: str, name: str, overrides: dict[str, Any], profile: str,
     machine.
     """
     cls = lookup(kind, name)
-    base = dict(getattr(cls, "profiles", {}).get(profile, {})) if kind == "method" else {}
+    base = dict(cls.profiles.get(profile, {})) if kind == "method" else {}
     grid = expand_grid(overrides) if overrides else [{}]
     instances = []
     for point in grid:
@@ -229,7 +229,7 @@ def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, i
     than 8 bits (a float observation, :meth:`bench.api.Degradation.eight_bit`, which its stored PNG shows only
     clipped and rounded), which is simulated again (same draws, same ``y``, bit for bit)."""
     generator = degradation_generator(seed, image_digest, name)
-    if cached_y is None or getattr(degradation, "simulate_when_cached", False) or not degradation.eight_bit():
+    if cached_y is None or degradation.simulate_when_cached or not degradation.eight_bit():
         return degradation.degrade(clean, generator)
     degradation.check_shape(tuple(clean.shape[-2:]))
     operator = degradation.make_operator(tuple(clean.shape[-2:]), generator)
@@ -322,7 +322,7 @@ def metric_crop(degradation: PluginInstance | str, params: dict[str, Any] | str 
     (4, None)
     """
     if isinstance(degradation, PluginInstance):
-        task, params = getattr(degradation.plugin, "task", ""), degradation.params
+        task, params = degradation.plugin.task, degradation.params
     else:
         try:
             task = lookup("degradation", degradation).task
@@ -399,13 +399,13 @@ def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
     ran; before that (None), what its parameters ask for (an automatic 0: the reference). None where the method
     declares no budget for the task.
 
-    >>> m = PluginInstance("method", "identity", None, {}, "identity", "v1")
-    >>> d = PluginInstance("degradation", "noise", None, {}, "noise", "v2")
+    >>> m = PluginInstance("method", "identity", Method(), {}, "identity", "v1")
+    >>> d = PluginInstance("degradation", "noise", Degradation(), {}, "noise", "v2")
     >>> cell_budget(Cell.make(m, d, ImageItem("x", np.zeros((4, 4, 3), np.float32)), 0, "smoke", "demo"))
     {'budget_fraction': None, 'budget': None}
     """
-    budget = getattr(type(cell.method.plugin), "reference_budget", None)
-    task = getattr(cell.degradation.plugin, "task", "")
+    budget = type(cell.method.plugin).reference_budget
+    task = cell.degradation.plugin.task
     reference = budget.reference(task, cell.degradation.params.get("factor")) if budget is not None else None
     if not reference:
         used = None
@@ -427,11 +427,10 @@ def weights_note(method: PluginInstance) -> str:
     the packaged prior was trained here on a CPU, far smaller than the published model), "" when it says nothing
     or the cell uses other weights. Stored with the budget (key ``weights``); report captions repeat it.
 
-    >>> weights_note(PluginInstance("method", "tv", None, {}, "tv", "v"))
+    >>> weights_note(PluginInstance("method", "tv", Method(), {}, "tv", "v"))
     ''
     """
-    describe = getattr(type(method.plugin), "weights_note", None)
-    return str(describe(method.params) or "") if callable(describe) else ""
+    return str(type(method.plugin).weights_note(method.params) or "")
 
 
 def failed_row(cell: Cell, reason: str) -> dict[str, Any]:

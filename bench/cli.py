@@ -156,7 +156,7 @@ def list_cmd() -> None:
             click.echo(f"  {name:<12} {cls.summary()}")
             for line in describe_parameters(cls.Params):
                 click.echo(f"      {line}")
-            for profile, values in getattr(cls, "profiles", {}).items():
+            for profile, values in (cls.profiles if kind == "method" else {}).items():
                 click.echo(f"      profile {profile}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     click.echo("Datasets:")
     for name, text in DATASET_HELP.items():

@@ -164,7 +164,7 @@ def module_closure(root: str, packages: Iterable[str]) -> dict[str, str]:
 
 def code_version(cls: type) -> str:
     """16 hex digits over ``cls.version`` and the sources of the project modules the plugin runs."""
-    h = hashlib.sha256(str(getattr(cls, "version", "")).encode())
+    h = hashlib.sha256(str(cls.version).encode())
     module = cls.__module__
     for name, digest in sorted(module_closure(module, (*PROJECT_PACKAGES, module.split(".")[0])).items()):
         h.update(f"\n{name} {digest}".encode())

@@ -145,7 +145,8 @@ AUTO = re.compile(r"^(?P<sentinel>[^=]*?)\s*=\s*auto\b[:\s]*(?P<what>.*)$")  # "
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The ``# comment`` at the end of each field line of the dataclass ``cls`` and its dataclass bases.
+    """The ``# comment`` at the end of each field line of the dataclass ``cls`` and its dataclass bases: the help
+    of a field without ``metadata={"help": ...}`` (:func:`field_help`).
 
     >>> from bench.solvers.dip import DipFit
     >>> field_comments(DipFit)["precision"]
@@ -166,21 +167,42 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
+def field_help(params: type) -> dict[str, str]:
+    """The help text of each field of the dataclass ``params``: its ``metadata={"help": ...}``, else (for
+    fields declared without one) the ``# comment`` at the end of its line (:func:`field_comments`).
+
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class P:
+    ...     weight: float = field(default=0.1, metadata={"help": "regularisation weight"})
+    >>> field_help(P)
+    {'weight': 'regularisation weight'}
+    """
+    out = field_comments(params)
+    for f in dataclasses.fields(params):
+        text = f.metadata.get("help")
+        if text is not None:
+            out[f.name] = str(text)
+    return out
+
+
 def describe_parameters(params: type) -> list[str]:
     """One line per parameter of a plugin's ``Params``: name, type (the choices of a ``Literal``), default, and
-    its comment; a default that means "decided per run" reads ``auto: WHAT DECIDES IT`` (``[0 means auto]``).
+    its help (:func:`field_help`: the field's ``metadata={"help": ...}``, else its line's comment); a default
+    that means "decided per run" reads ``auto: WHAT DECIDES IT`` (``[0 means auto]``).
 
     >>> import typing
-    >>> from dataclasses import dataclass
+    >>> from dataclasses import dataclass, field
     >>> @dataclass
     ... class P:
     ...     iterations: int = 0
     ...     net: typing.Literal["auto", "skip"] = "auto"
+    ...     lr: float = field(default=0.01, metadata={"help": "Adam's step size"})
     >>> describe_parameters(P)
-    ['iterations (int) = 0', 'net (auto | skip) = auto']
+    ['iterations (int) = 0', 'net (auto | skip) = auto', "lr (float) = 0.01  # Adam's step size"]
     """
     hints = typing.get_type_hints(params)
-    comments = field_comments(params)
+    comments = field_help(params)
     lines = []
     for f in dataclasses.fields(params):
         default = f.default if f.default is not dataclasses.MISSING else (

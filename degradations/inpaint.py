@@ -28,6 +28,7 @@ class Inpaint(Degradation):
     """
 
     task: ClassVar[str] = "inpaint"
+    noise_param: ClassVar[str] = "sigma"  # simulate adds Gaussian noise of Params.sigma (0-255)
 
     @dataclass
     class Params:

@@ -39,6 +39,7 @@ class Multi(Degradation):
     """
 
     task: ClassVar[str] = "multi"
+    noise_param: ClassVar[str] = "sigma"  # simulate adds Gaussian noise of Params.sigma (0-255)
     simulate_when_cached: ClassVar[bool] = True  # the file's coefficients are part of the observation
 
     @dataclass

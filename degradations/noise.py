@@ -29,6 +29,7 @@ class Noise(Degradation):
     """
 
     task: ClassVar[str] = "noise"
+    noise_param: ClassVar[str] = "sigma"  # simulate adds Gaussian noise of Params.sigma (0-255)
 
     @dataclass
     class Params:

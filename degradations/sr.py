@@ -35,6 +35,7 @@ class SuperResolution(Degradation):
     """
 
     task: ClassVar[str] = "sr"
+    noise_param: ClassVar[str] = "sigma"  # simulate adds Gaussian noise of Params.sigma (0-255)
 
     @dataclass
     class Params:

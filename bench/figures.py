@@ -43,7 +43,7 @@ from bench.annotations import NA, is_below, percent
 from bench.errors import BenchError, UsageError, storage_writes
 from bench.metric_specs import spec
 from bench.plots import Color, NamedFigure, convergence_figure, distribution_figure, method_order, slug
-from bench.selection import current_rows, select_rows
+from bench.selection import current_rows, shown_rows
 from bench.store import stored_image
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def build_figures(df: pd.DataFrame, root: str | Path, colors: dict[str, Color] |
                   data_root: str | None = None, all_versions: bool = False) -> list[NamedFigure]:
     """Grids (every image, or ``image``, or the first one per degradation), distributions and convergence,
     per (dataset, profile), of the rows :func:`bench.selection.select` shows."""
-    df = current_rows(df, all_versions)
+    df = shown_rows(df, all_versions)
     root = Path(root)
     colors = colors or store_colors(df)
     clean_images = CleanImages(data_root)
@@ -264,7 +264,7 @@ def build_figures(df: pd.DataFrame, root: str | Path, colors: dict[str, Color] |
                              f"{', '.join(sorted(map(str, set(df['image'])))[:10])}.")
     out: list[NamedFigure] = []
     for (_dataset, _profile), group in df.groupby(["dataset", "profile"], sort=True):
-        cells = select_rows(group, images=[image] if image is not None else None)
+        cells = group[group["image"] == image] if image is not None else group
         keys = ["degradation_label", "image", "seed"]
         seen: set[str] = set()
         for (degradation, _img, _seed), rows in cells.groupby(keys, sort=True):

@@ -38,7 +38,7 @@ import pandas as pd
 
 from bench.annotations import BUNDLE, DAGGER, NA, OLDER_CODE, OTHER_HARDWARE, percent
 from bench.metric_specs import METRIC_NAMES
-from bench.selection import current_rows, select_rows
+from bench.selection import select_rows, shown_rows
 from bench.stored_images import damaged_note, quick_state
 from bench.tables import MISSING, Table, build_tables, format_value, latex_table
 
@@ -194,7 +194,7 @@ def per_image_frame(df: pd.DataFrame, methods: list[str] | None = None, degradat
                     all_versions: bool = False) -> pd.DataFrame:
     """Per-image rows with the columns method,degradation,image,seed,psnr,ssim,ms_ssim,lpips,psnr_y,seconds, then
     status, error, dataset, profile and the columns that tell rows apart (digest, parameters, versions, key)."""
-    df = select_rows(current_rows(df, all_versions), methods, degradations)
+    df = shown_rows(df, all_versions, methods, degradations)
     out = df.assign(method=df["method_label"], degradation=df["degradation_label"])
     out = out.assign(**{m: None for m in METRIC_NAMES if m not in out})  # rows made before a metric existed
     extra = [c for c in ("status", "error", "budget_fraction", "dataset", "profile", *IDENTITY_COLUMNS)
@@ -231,19 +231,19 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
     :mod:`bench.figures` (method ``colors`` kept fixed). ``image_notes`` (:func:`stored_image_notes`) end the
     captions of their tables.
     """
-    df = current_rows(df, all_versions)
+    rows = shown_rows(df, all_versions, methods, degradations)  # selected once; everything below takes it as it is
     if per_image and fmt == "csv" and not ci:
-        return per_image_frame(df, methods, degradations).to_csv(index=False)
+        return per_image_frame(rows).to_csv(index=False)
     if ci:
         from bench.stats import build_stats, render_stats
 
-        stats = build_stats(df, methods, degradations)
+        stats = build_stats(rows)
         if fmt != "html":
             text = render_stats(stats, fmt)
             if per_image and fmt == "markdown":
-                text += "\n\n" + per_image_frame(df, methods, degradations).to_csv(index=False)
+                text += "\n\n" + per_image_frame(rows).to_csv(index=False)
             return text
-    tables = build_tables(df, methods, degradations)
+    tables = build_tables(rows)
     for table in tables:
         if (table.dataset, table.profile) in (image_notes or {}):
             table.notes.lines.append(image_notes[(table.dataset, table.profile)])
@@ -252,20 +252,19 @@ def render(df: pd.DataFrame, fmt: str, per_image: bool = False, methods: list[st
         if figures_root is not None:
             from bench.figures import build_figures, png_base64
 
-            selected = select_rows(df, methods, degradations)
-            built = build_figures(selected, figures_root, colors=colors, first_image_only=True)
+            built = build_figures(rows, figures_root, colors=colors, first_image_only=True)
             figures = [(f.title, png_base64(f)) for f in built]
             for f in built:
                 f.figure.clear()
                 for note in f.notes:  # e.g. a damaged stored image: its panel is left empty, the report goes on
                     log.warning("%s: %s", f.name, note)
         extra = [render_stats(stats, "html")] if ci else None
-        return to_html([] if ci else tables, per_image_frame(df, methods, degradations) if per_image else None,
+        return to_html([] if ci else tables, per_image_frame(rows) if per_image else None,
                        figures=figures, extra=extra)
     if fmt == "markdown":
         text = "\n\n".join(to_markdown(t) for t in tables)
         if per_image:
-            text += "\n\n" + per_image_frame(df, methods, degradations).to_csv(index=False)
+            text += "\n\n" + per_image_frame(rows).to_csv(index=False)
         return text
     if fmt == "latex":
         return "\n\n".join(to_latex(t) for t in tables)

@@ -193,6 +193,23 @@ def current_rows(df: pd.DataFrame, all_versions: bool = False,
     return select(df, all_versions=all_versions, versions=versions).rows
 
 
+def shown_rows(df: pd.DataFrame, all_versions: bool = False, methods: Collection[str] | None = None,
+               degradations: Collection[str] | None = None) -> pd.DataFrame:
+    """The rows a report shows, selected once: :func:`select` (current code versions and images, distinct labels),
+    then the method and degradation filters of :func:`select_rows`. Tables, statistics, captions, figures and
+    per-image tables take this frame as it is: given it again with no filters, this returns it unchanged.
+
+    >>> df = pd.DataFrame({"method": ["tv", "identity"], "method_label": ["tv", "identity"],
+    ...     "degradation": ["noise"] * 2, "degradation_label": ["noise"] * 2, "status": ["ok"] * 2})
+    >>> rows = shown_rows(df, methods=["tv"])
+    >>> list(rows["method_label"]), shown_rows(rows) is rows
+    (['tv'], True)
+    """
+    if is_selected(df) and not methods and not degradations:
+        return df
+    return select_rows(current_rows(df, all_versions), methods, degradations)
+
+
 def params_text(params: Any) -> str:
     """``k=v`` parts of a parameter value for a label (integral floats without ``.0``).
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from bench.annotations import MARKS
 from bench.metric_specs import spec, spec_for_label
-from bench.selection import current_rows, select_rows
+from bench.selection import shown_rows
 from bench.significance import paired_p_value
 from bench.tables import MISSING, Table, build_tables, latex_table
 
@@ -85,9 +85,9 @@ class StatsTable:
     p: pd.DataFrame
 
 
-def per_image(df: pd.DataFrame, degradation: str, method: str, metric: str) -> pd.Series:
-    """One value per image (mean over seeds) of ok cells."""
-    cells = select_rows(df, methods=[method], degradations=[degradation], status="ok", labels_only=True)
+def per_image(ok: pd.DataFrame, degradation: str, method: str, metric: str) -> pd.Series:
+    """One value per image (mean over seeds) of the ok cells ``ok`` of one table."""
+    cells = ok[(ok["method_label"] == method) & (ok["degradation_label"] == degradation)]
     values = pd.to_numeric(cells[metric], errors="coerce")
     return values.groupby(cells["image"]).mean().dropna()
 
@@ -95,10 +95,11 @@ def per_image(df: pd.DataFrame, degradation: str, method: str, metric: str) -> p
 def build_stats(df: pd.DataFrame, methods: list[str] | None = None, degradations: list[str] | None = None,
                 n_resamples: int = N_RESAMPLES, seed: int = 0, all_versions: bool = False) -> list[StatsTable]:
     """CIs and p-values for each table of :func:`bench.tables.build_tables` (rows of :func:`bench.selection.select`)."""
-    df = select_rows(current_rows(df, all_versions), methods, degradations)
+    df = shown_rows(df, all_versions, methods, degradations)
     out = []
     for table in build_tables(df, ci=True):  # bold only where the best differs significantly from the runner-up
-        rows = select_rows(df, dataset=table.dataset, profile=table.profile)
+        rows = df[(df["dataset"].astype(str) == table.dataset) & (df["profile"].astype(str) == table.profile)
+                  & (df["status"] == "ok")]
         frames = {k: pd.DataFrame(np.nan, index=table.values.index, columns=table.values.columns)
                   for k in ("low", "high", "n", "p")}
         for (degradation, label), row in table.values.iterrows():

@@ -52,7 +52,7 @@ from bench.annotations import (
     percent,
 )
 from bench.metric_specs import METRIC_SPECS, MetricSpec, spec_for_label
-from bench.selection import current_rows, select_rows
+from bench.selection import shown_rows
 from bench.significance import paired_p_value
 
 MISSING = "–"
@@ -111,7 +111,7 @@ def build_tables(
     """One :class:`Table` per (dataset, profile) present in the rows (of :func:`bench.selection.select`); ``ci``:
     bold only where significant. A table of imported cells only (a reference bundle) is titled as such, follows
     the tables computed here on the same dataset, and names them."""
-    df = select_rows(current_rows(df, all_versions), methods, degradations)
+    df = shown_rows(df, all_versions, methods, degradations)
     tables = []
     for (dataset, profile), group in df.groupby(["dataset", "profile"], sort=True):
         tables.append(one_table(group, str(dataset), str(profile), ci=ci))

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.errors import ImageError, UsageError
 from bench.images import IMAGE_SUFFIXES, MIN_SIZE, center_crop, load_image, safe_id, to_float_rgb
-from bench.standard_sets import SETS, STANDARD_SETS, download, folder_md5, locate  # noqa: F401 (folder_md5)
+from bench.standard_sets import SETS, STANDARD_SETS, dataset_folder, download, folder_md5, locate  # noqa: F401 (folder_md5)
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,13 @@ def load_dataset(
         raise UsageError(f"limit {limit}: must be at least 1 (leave it out to use every image).")
     if crop is not None and crop < MIN_SIZE:
         raise UsageError(f"crop {crop}: must be at least {MIN_SIZE} (images must be at least {MIN_SIZE}×{MIN_SIZE} px).")
+    folder = dataset_folder(spec, data_root)  # the one resolution, shared with bench.keycache
     if spec == "builtin":
         raw = _builtin(limit)
-    elif spec.startswith("folder:"):
-        raw = _folder(Path(spec[len("folder:") :]).expanduser(), limit)
     elif spec in STANDARD_SETS:
-        raw = _folder(locate(spec, data_root), limit)
+        raw = _folder(locate(spec, data_root), limit)  # checks the folder holds the whole set, or says how to get it
+    elif folder is not None:
+        raw = _folder(folder, limit)
     else:
         raise UsageError(
             f"unknown dataset '{spec}'. Use builtin, folder:PATH or one of {', '.join(STANDARD_SETS)} "

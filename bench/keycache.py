@@ -18,7 +18,8 @@ A later run with the same request whose files all still match takes the keys fro
 ``stat`` calls); anything else computes them as before. The entry only saves work: a key missing from
 the store, or a damaged image, sends the run down the normal path. Runs that logged a warning about
 their input (a converted image, a skipped file, a plugin that failed to load) are not remembered, so
-those warnings are shown on every run; ``note:`` lines a run printed are replayed. The run's table is
+those warnings are shown on every run; the ``note:`` lines a run printed, which it returns as data
+(``Summary.notes``), are replayed. The run's table is
 remembered too, with a digest of the stored rows it shows: while they are unchanged it is printed as it
 was (no pandas, no report code); once they change (``bench rescore``, an import) it is rendered again.
 A snapshot taken before the keys are computed guards against a file edited while the grid runs.
@@ -42,7 +43,6 @@ import json
 import logging
 import os
 import platform
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.codeversion import PROJECT_PACKAGES, module_file
-from bench.standard_sets import STANDARD_SETS, set_folder
+from bench.standard_sets import dataset_folder
 
 FORMAT = 1
 FOLDER = "keycache"
@@ -129,13 +129,10 @@ def package_folder(name: str) -> Path | None:
 
 def dataset_files(config: Any) -> list[str]:
     """The dataset folder and its entries (``builtin`` has none: its images come with scikit-image)."""
-    if config.dataset.startswith("folder:"):
-        folder = Path(config.dataset[len("folder:"):]).expanduser()
-    elif config.dataset in STANDARD_SETS:  # the folder a run would read (bench.standard_sets.set_folder)
-        folder = set_folder(config.dataset, config.data_root)
-    else:
+    folder = dataset_folder(config.dataset, config.data_root)  # the folder a run reads, resolved where it does
+    if folder is None:
         return []
-    if folder is None or not folder.is_dir():
+    if not folder.is_dir():
         return [str(folder)] if folder else []
     return [str(folder), *(str(entry) for entry in sorted(folder.iterdir()))]
 
@@ -175,10 +172,11 @@ def snapshot(config: Any, packages: Iterable[str] = (), parameter_files: Iterabl
 
 
 def remember(config: Any, keys: list[str], watch: Watch, packages: Iterable[str] = (),
-             parameter_files: Iterable[str] = (), before: dict[str, Any] | None = None) -> None:
-    """Save ``keys`` for ``config``. Nothing is saved when ``watch`` saw an input warning, when a file of the
-    snapshot ``before`` (taken before the keys were computed) changed meanwhile — the keys may stand for the
-    old file — or when the folder is read-only."""
+             parameter_files: Iterable[str] = (), before: dict[str, Any] | None = None,
+             notes: Iterable[str] = ()) -> None:
+    """Save ``keys`` for ``config``, with the ``notes`` its run printed. Nothing is saved when ``watch`` saw an input
+    warning, when a file of the snapshot ``before`` (taken before the keys were computed) changed meanwhile — the
+    keys may stand for the old file — or when the folder is read-only."""
     if watch.warned:
         return
     req = request(config)
@@ -186,7 +184,7 @@ def remember(config: Any, keys: list[str], watch: Watch, packages: Iterable[str]
     files = snapshot(config, packages, parameter_files)
     if before is not None and any(files.get(path) != value for path, value in before.items()):
         return
-    entry = {"request": req, "keys": keys, "notes": watch.notes, "packages": packages,
+    entry = {"request": req, "keys": keys, "notes": list(notes), "packages": packages,
              "parameter_files": parameter_files, "files": files}
     write_entry(entry_path(config, req), entry)
 
@@ -208,33 +206,15 @@ def write_entry(path: Path, entry: dict[str, Any]) -> None:
 
 
 class Watch(logging.Handler):
-    """What a run showed that a remembered run must show too: input warnings (``warned``) and ``note:`` lines."""
+    """Whether a run logged a warning about its input (``warned``): such a run is not remembered, so the warning
+    shows on every run."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.warned = False
-        self.notes: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.warned = True
-
-
-NOTE = re.compile(r"(?<![A-Za-z])note: .*")
-
-
-class _Tee:
-    """A stderr that keeps the ``note:`` lines written through it."""
-
-    def __init__(self, stream: Any, notes: list[str]):
-        self.stream, self.notes, self.pending = stream, notes, ""
-
-    def write(self, text: str) -> int:
-        *lines, self.pending = re.split(r"[\r\n]", self.pending + text)  # progress bars end their lines with \r
-        self.notes += [found[0] for found in map(NOTE.search, lines) if found]  # also after a bar's \r-less text
-        return self.stream.write(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
 
 
 @dataclass
@@ -340,7 +320,6 @@ def remember_run(config: Any) -> Any:
     from bench.errors import BenchError
     from bench.registry import lookup
     from bench.runner import run_grid
-    from bench.store import Store
 
     packages = set()
     for kind, names in (("method", config.methods), ("degradation", config.degradations)):
@@ -352,28 +331,19 @@ def remember_run(config: Any) -> Any:
     before = snapshot(config, packages, given)  # the files as the keys are computed from them
     with watching() as watch:
         summary = run_grid(config)
-    store = Store(config.results_dir)
-    try:
-        rows = list(rows_of(store, summary.keys))
-    finally:
-        store.close()
-    files = {value for row in rows for column in ("method_params", "degradation_params")
-             for name, value in json.loads(row[column] or "{}").items()
-             if is_file_parameter(name) and isinstance(value, str) and value}
-    remember(config, list(summary.keys), watch, packages, files | given, before)
+    remember(config, list(summary.keys), watch, packages, set(summary.parameter_files) | given, before, summary.notes)
     return summary
 
 
 @contextlib.contextmanager
 def watching() -> Iterator[Watch]:
-    """Watch a run: warnings of the loggers that report on its input, and the notes it prints on stderr."""
+    """Watch a run for warnings of the loggers that report on its input."""
     watch = Watch()
     loggers = [logging.getLogger(name) for name in ("bench.datasets", "bench.images", "bench.registry")]
     for logger in loggers:
         logger.addHandler(watch)
     try:
-        with contextlib.redirect_stderr(_Tee(sys.stderr, watch.notes)):
-            yield watch
+        yield watch
     finally:
         for logger in loggers:
             logger.removeHandler(watch)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.annotations import DAGGER, BudgetUse, budget_lines, is_below
-from bench.cells import Cell, cell_budget, instantiate
+from bench.cells import Cell, cell_budget, instantiate, is_file_parameter
 from bench.config import RunConfig, check_device_available, parse_overrides  # noqa: F401 (re-exported)
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError
@@ -51,6 +51,8 @@ class Summary:
     keys: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # damaged stored images found (their cells were recomputed)
     missing: list[str] = field(default_factory=list)  # stored images found absent (their cells were recomputed)
+    notes: list[str] = field(default_factory=list)  # the ``note:`` lines the run printed (a cached re-run repeats them)
+    parameter_files: list[str] = field(default_factory=list)  # files the cells' parameters name (``checkpoint=``)
 
     def line(self) -> str:
         return f"computed {self.computed}, cached {self.cached}, failed {self.failed}" + \
@@ -84,8 +86,13 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
     ]
 
 
-def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None) -> Summary:
-    """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store."""
+def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None,
+             store: Store | None = None) -> Summary:
+    """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store.
+
+    ``store``: an open connection to ``config.results_dir`` to use (and leave open), so that a caller that reads
+    the run's rows afterwards (:mod:`bench.keycache`) needs no second one; by default the run opens and closes its
+    own."""
     if config.executor == "local":  # once, up front (a Dask run's device is on its workers)
         check_device_available(config.device)
     profile = get_profile(config.profile)
@@ -93,7 +100,8 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
     limit = config.limit if config.limit is not None else profile.default_limit
     images = load_dataset(config.dataset, limit=limit, crop=crop, data_root=config.data_root)
     cells = build_cells(config, images)
-    store = Store(config.results_dir)
+    owned = store is None
+    store = Store(config.results_dir) if store is None else store
     notice = budget_notice(cells)
     if notice:
         print(notice, file=sys.stderr, flush=True)
@@ -104,12 +112,15 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         check_memory(pending, config)
         lpips_for_run(config, store, cells, done, bool(pending))
     except BaseException:
-        store.close()
+        if owned:
+            store.close()
         raise
-    summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells])
+    summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells], notes=[notice] if notice else [],
+                      parameter_files=parameter_files(cells))
     if not pending:
         summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
-        store.close()
+        if owned:
+            store.close()
         return summary
     bar = None
     if config.progress:
@@ -136,8 +147,16 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         if bar:
             bar.close()
         summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
-        store.close()
+        if owned:
+            store.close()
     return summary
+
+
+def parameter_files(cells: list[Cell]) -> list[str]:
+    """The files the cells' parameters name (``checkpoint=PATH``, as resolved), sorted."""
+    return sorted({value for cell in cells for plugin in (cell.method, cell.degradation)
+                   for name, value in plugin.params.items() if is_file_parameter(name) and isinstance(value, str)
+                   and value})
 
 
 def budget_notice(cells: list[Cell]) -> str | None:

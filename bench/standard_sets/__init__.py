@@ -232,6 +232,21 @@ def set_folder(name: str, data_root: str | os.PathLike | None = None) -> Path:
     return (Path(root).expanduser() if root else default_root()) / s.folder
 
 
+def dataset_folder(spec: str, data_root: str | os.PathLike | None = None) -> Path | None:
+    """The folder a dataset spec reads its images from: ``folder:PATH``'s path, a standard set's
+    :func:`set_folder`; None for ``builtin`` (and unknown names: :func:`bench.datasets.load_dataset` rejects them).
+    The one place both the loader and the remembered keys (:mod:`bench.keycache`) resolve a dataset.
+
+    >>> str(dataset_folder("folder:/data/x")), dataset_folder("builtin"), dataset_folder("kodak24", "/d").name
+    ('/data/x', None, 'kodak24')
+    """
+    if spec.startswith("folder:"):
+        return Path(spec[len("folder:"):]).expanduser()
+    if spec in STANDARD_SETS:
+        return set_folder(spec, data_root)
+    return None
+
+
 def download_command(name: str, data_root: str | os.PathLike | None = None) -> str:
     """``bench data download NAME [--data-root DIR]``, quoted for a shell."""
     return f"bench data download {name}" + (f" --data-root {shlex.quote(str(data_root))}" if data_root else "")

@@ -1,6 +1,5 @@
 """Remembered cell keys (bench/keycache.py): a cached re-run needs no torch, and nothing stale is ever served."""
 
-import json
 import logging
 import subprocess
 import sys
@@ -98,10 +97,16 @@ def test_keys_computed_from_a_file_that_changed_during_the_run_are_not_remembere
     assert remembered_keys(config) is None
 
 
-def test_notes_are_kept_and_input_warnings_counted():
+def test_notes_are_kept_and_input_warnings_counted(tmp_path):
+    config = RunConfig(methods=["identity"], degradations=["noise"], results_dir=str(tmp_path))
+    notes = ["note: 2 of 4 cell(s) run below their method's reference budget"]
     with watching() as watch:
-        print("note: 2 of 4 cell(s) run below their method's reference budget", file=sys.stderr)
-        print("progress 50%", file=sys.stderr)
+        print("note: printed, not scraped", file=sys.stderr)  # notes are data the run returns, stderr is not read
+    assert not watch.warned
+    remember(config, ["k"], watch, notes=notes)
+    assert remembered_keys(config).notes == notes
+    with watching() as watch:
         logging.getLogger("bench.images").warning("16-bit image")
-    assert watch.notes == ["note: 2 of 4 cell(s) run below their method's reference budget"] and watch.warned
-    assert json.dumps(watch.notes)
+    assert watch.warned
+    remember(config, ["k2"], watch, notes=notes)  # a run that warned about its input is not remembered
+    assert remembered_keys(config).keys == ["k"]

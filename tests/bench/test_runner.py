@@ -201,11 +201,19 @@ def test_one_notice_for_a_grid_below_the_reference_budget(tmp_path, monkeypatch,
     from methods.tv import TotalVariation
 
     monkeypatch.setattr(TotalVariation, "reference_budget", Budget("iterations", 1000, source="test"))
-    run_grid(config(tmp_path, methods=["identity", "tv"], degradations=["noise", "jpeg"], limit=1))
+    grid = config(tmp_path, methods=["identity", "tv"], degradations=["noise", "jpeg"], limit=1)
+    summary = run_grid(grid)
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if "reference budget" in line]
     assert notes == ["note: 2 of 4 cell(s) run below their method's reference budget (tv: 4 % of the reference "
                      "1000 iterations (profile smoke)); reports mark them with †."]
+    assert summary.notes == notes  # the run returns its notes as data: a remembered re-run repeats them
+    from bench.keycache import CachedSummary, run_or_recall
+
+    assert not isinstance(run_or_recall(grid), CachedSummary)  # computes the keys, remembers them and the note
+    capsys.readouterr()
+    assert isinstance(run_or_recall(grid), CachedSummary)
+    assert [line for line in capsys.readouterr().err.splitlines() if "reference budget" in line] == notes
     rows = Store(tmp_path / "res").rows()
     assert {r["method"]: r["budget_fraction"] for r in rows} == {"identity": None, "tv": 0.04}
     run_grid(config(tmp_path, methods=["identity"], degradations=["noise"], limit=1))

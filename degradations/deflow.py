@@ -70,8 +70,15 @@ class DeFlow(Degradation):
     measured once per checkpoint at the end of training as the RMS of
     ``quantize(translate(x)) − x`` on held-out clean patches, at heat 0 and 1
     (stored in the checkpoint); other heats combine the two by
-    :func:`sigma_at_heat`. The task is ``noise``: methods treat the observation
-    as the clean image plus noise of that σ.
+    :func:`sigma_at_heat`. The task is ``learned``, its own (not one of
+    :data:`bench.api.TASKS`): the flow learns an arbitrary degradation (e.g.
+    signal-dependent noise then JPEG), which is not white Gaussian noise, so it
+    no longer pretends to be ``noise``. Methods that use only the operator and σ
+    (``identity``, ``tv``, ``dmsp``, ``daep``, ``flowprior``, ``patchnr``,
+    ``doubledip``, ``srflow*``, ``epll`` with its general schedule) restore it;
+    those whose recipes assume Gaussian noise (``dip``, ``pnp``, ``bm3d``) are n/a
+    (:class:`bench.solvers.applicability.NotApplicable`). ``--set dip.task=noise``
+    still runs DIP's denoising recipe on it, as an explicit choice.
 
     Example (an untrained tiny model, only to show the calls):
         >>> import os, tempfile, torch
@@ -81,10 +88,10 @@ class DeFlow(Degradation):
         >>> d = DeFlow(DeFlow.Params(checkpoint=path, heat=1.0))
         >>> obs = d.degrade(torch.rand(1, 3, 70, 66), torch.Generator().manual_seed(0))
         >>> tuple(obs.y.shape), round(obs.sigma, 3), obs.task
-        ((1, 3, 70, 66), 0.02, 'noise')
+        ((1, 3, 70, 66), 0.02, 'learned')
     """
 
-    task: ClassVar[str] = "noise"  # the operator is the identity with an effective σ
+    task: ClassVar[str] = "learned"  # its own task: an arbitrary learned degradation, identity operator with σ
 
     @dataclass
     class Params:

@@ -25,7 +25,9 @@ class BM3D(Method):
       operator (its impulse response, verified to be a shift-invariant convolution),
       per opponent channel (:mod:`bench.solvers.bm3d`); Multi's noise and JPEG error
       are its effective σ;
-    - ``sr``, ``inpaint`` and non-identity JPEG operators: not applicable — ``restore``
+    - ``sr``, ``inpaint``, non-identity JPEG operators and any task without a built-in recipe (not one of
+      :data:`bench.api.TASKS`, e.g. a third-party ``impulse``; CBM3D assumes white Gaussian noise, so an
+      identity operator alone does not justify it): not applicable — ``restore``
       raises :class:`bench.solvers.applicability.NotApplicable` (reported as n/a).
 
     ``profile`` is the package's: ``lc`` (low complexity, smaller search, ~3× faster),
@@ -68,8 +70,15 @@ class BM3D(Method):
                                                   f"operator '{op.name}' is not one")
             out = deblur(obs.y, obs.sigma, psf, profile)
         else:
-            reason = {"sr": "BM3D has no super-resolution scheme here",
-                      "inpaint": "BM3D has no inpainting scheme here"}.get(task, "the degradation declares no task")
+            reason = {
+                "sr": "BM3D has no super-resolution scheme here",
+                "inpaint": "BM3D has no inpainting scheme here",
+                "": "the degradation declares no task",
+            }.get(
+                task,
+                "BM3D's recipes are for noise and jpeg (CBM3D, white Gaussian noise) and blur and multi "
+                "(deblurring) only",
+            )
             raise NotApplicable("bm3d", task, reason)
         ctx.log("sigma", obs.sigma)
         return out.clamp(0, 1)

@@ -25,7 +25,9 @@ class DeepImagePrior(Method):
 
     The task is the one the degradation declares (``task=auto``: ``obs.task``,
     see :func:`bench.solvers.dip.resolve_task`) and picks the notebook's recipe
-    (:data:`bench.solvers.dip.PAPER_SETTINGS`):
+    (:data:`bench.solvers.dip.PAPER_SETTINGS`). A declared task outside this table (e.g. a third-party
+    ``impulse``) has no recipe: ``restore`` raises :class:`bench.solvers.applicability.NotApplicable` (n/a)
+    rather than run a Gaussian-noise recipe on it; ``--set dip.task=NAME`` forces one of the table's:
 
     ==========  =====  =====  =====  ======  ===========  =====  ====  ===========  ==========================
     task        paper  quick  smoke  reg     net (depth)  lr     ema   backtrack    notebook

@@ -43,6 +43,10 @@ class DoubleDIP(Method):
 
     The task is the one the degradation declares (``task=auto``: ``obs.task``,
     see :func:`bench.solvers.dip.resolve_task`); captions are never read.
+    It only sets ``std_weight``: a declared task without a built-in recipe (not one of
+    :data:`bench.api.TASKS`, e.g. a third-party ``impulse``) is restored by the generic decomposition
+    ``y ≈ A(x) + r`` through its operator and σ, with ``std_weight`` 0 (nothing says its error is
+    noise-like; set ``std_weight`` to use the StdLoss anyway).
 
     Both generators fit image structure before noise, so a free artifact
     layer takes image detail: during the first ``warmup`` = 90 % of the

@@ -26,7 +26,10 @@ class EPLL(Method):
     ``cg_steps`` Gauss–Newton conjugate-gradient steps, Aᵀ from autograd), with the
     original β schedules: ``[1, 4, 8, 16, 32]/σ²`` for noise and JPEG,
     ``50·[1, 2, 4, …, 64]`` for blur, Multi, sr and inpaint (``schedule`` forces
-    one). σ is the operator's effective level ``obs.sigma``. Inpainting starts from
+    one). A declared task without a built-in recipe (not one of :data:`bench.api.TASKS`, e.g. a third-party
+    ``impulse``) gets the second, the general restoration schedule through its operator, never the
+    Gaussian-denoising one (which an identity operator alone does not justify).
+    σ is the operator's effective level ``obs.sigma``. Inpainting starts from
     the observed pixels diffused into the holes; other tasks from ``A``'s initial
     estimate.
 

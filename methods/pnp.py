@@ -10,8 +10,9 @@ from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import file_version, weights_version
 from bench.errors import CheckpointError
 from bench.nets.drunet import DEFAULT_CHECKPOINT, DENOISERS, describe_denoiser, load_denoiser
-from bench.physics.operator import is_identity
+from bench.physics.operator import TASKS, is_identity
 from bench.registry import register_method
+from bench.solvers.applicability import NotApplicable
 from bench.solvers.dae_prior import fill_missing
 from bench.solvers.pnp import SIGMA_FLOOR, denoise, get_rho_sigma, hqs_restore
 
@@ -56,7 +57,10 @@ class PlugAndPlay(Method):
     HQS task (``main_dpir_deblur.py`` / ``main_dpir_sisr.py``: ``x8 = True``, the periodical geometric
     self-ensemble: iteration k's denoiser call under transform k mod 8, turned back; no extra calls).
     ``iterations`` 0 means automatic (8 blur/multi, 24 sr/inpaint). Inpainting starts from the
-    observed pixels diffused into the holes.
+    observed pixels diffused into the holes. A declared task without a built-in recipe (not one of
+    :data:`bench.api.TASKS`, e.g. a third-party ``impulse``) is not applicable (``restore`` raises
+    :class:`bench.solvers.applicability.NotApplicable`, n/a): both of DPIR's schemes assume Gaussian noise
+    of level σ (a Gaussian denoiser, a least-squares data step), which such a task does not declare.
 
     Profiles: smoke 3 iterations and 3 CG steps; quick and paper the automatic
     iterations with 10 and 20 CG steps.
@@ -128,6 +132,13 @@ class PlugAndPlay(Method):
 
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = self.params
+        if obs.task and obs.task not in TASKS:
+            raise NotApplicable(
+                "pnp",
+                obs.task,
+                f"DPIR's recipes are for {', '.join(TASKS)} only: a Gaussian "
+                "denoiser and a least-squares data step, which assume Gaussian noise of level σ",
+            )
         path = Path(p.checkpoint).expanduser() if p.checkpoint else DEFAULT_CHECKPOINT
         model, _ = load_denoiser(path, p.arch, device=obs.y.device)
         shape = tuple(obs.y.shape[-2:])

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,8 +24,32 @@ import torch
 
 Tensor = torch.Tensor
 
-# Restoration tasks a degradation may declare; methods pick recipes from ``Observation.task``.
+# Tasks with built-in recipes: the tasks the built-in degradations declare, for which the built-in methods
+# ship task-specific recipes. Not a closed vocabulary: a degradation may declare any task of the form
+# :func:`check_task` accepts; a method without a recipe for it raises
+# :class:`bench.solvers.applicability.NotApplicable` (shown as n/a) or restores it from the operator and σ.
 TASKS = ("noise", "jpeg", "blur", "sr", "inpaint", "multi")
+TASK_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a short identifier: "impulse", "salt_pepper", "learned"
+
+
+def check_task(task: object) -> str:
+    """``task`` when it has the form of a task name (any name, not only :data:`TASKS`), else a one-line error.
+
+    A task is a short identifier: a lower-case letter, then up to 31 lower-case letters, digits, ``_`` or ``-``.
+
+    >>> check_task("impulse"), check_task("noise")
+    ('impulse', 'noise')
+    >>> check_task("Salt & pepper")
+    Traceback (most recent call last):
+    ...
+    ValueError: task='Salt & pepper' is not a task name: use a short identifier (a lower-case letter, then up to 31 lower-case letters, digits, '_' or '-'), e.g. task = "impulse"
+    """
+    if not isinstance(task, str) or not TASK_PATTERN.fullmatch(task):
+        raise ValueError(
+            f"task={task!r} is not a task name: use a short identifier (a lower-case letter, then up "
+            "to 31 lower-case letters, digits, '_' or '-'), e.g. task = \"impulse\""
+        )
+    return task
 
 
 class Operator:
@@ -104,9 +129,10 @@ class Operator:
 class Observation:
     """What a method is given: the degraded image and the physics that made it.
 
-    ``task`` is the restoration task the degradation declares (one of
-    :data:`TASKS`, or ``""`` when unknown); methods choose recipes from it and
-    never from ``description``, which is only a caption.
+    ``task`` is the restoration task the degradation declares: any short identifier (:func:`check_task`;
+    :data:`TASKS` are those with built-in recipes), or ``""`` when undeclared. Methods choose recipes from it
+    and from the operator's properties, never from ``description``, which is only a caption; a method with no
+    recipe for a declared task raises :class:`bench.solvers.applicability.NotApplicable`.
 
     Example:
         >>> import torch
@@ -119,7 +145,11 @@ class Observation:
     y: Tensor
     operator: Operator
     description: str = ""
-    task: str = ""  # the restoration task the degradation declares (see ``TASKS``); never read from captions
+    task: str = ""  # the restoration task the degradation declares (any identifier, see ``check_task``); "" undeclared
+
+    def __post_init__(self) -> None:
+        if self.task:
+            check_task(self.task)
 
     @property
     def sigma(self) -> float:

@@ -3,7 +3,10 @@
 The task comes from :attr:`Observation.task`, which the degradation declares.
 Only an observation without a declared task (built by hand, or by a
 third-party degradation that sets no ``task``) falls back to a structural rule
-that never reads captions or operator names (:func:`resolve_task`).
+that never reads captions or operator names (:func:`resolve_task`). A declared
+task without a notebook recipe (any task outside :data:`PAPER_SETTINGS`' tasks,
+:data:`bench.physics.operator.TASKS`) has none: :func:`task_recipe` raises
+:class:`bench.solvers.applicability.NotApplicable` (the ``dip`` method's n/a).
 
 Example:
     >>> import torch
@@ -29,6 +32,7 @@ import torch
 from bench.api import RestoreContext
 from bench.nets import dip as nets
 from bench.physics.operator import TASKS, Observation, Tensor
+from bench.solvers.applicability import NotApplicable
 from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, WindowedVariance
 
 # DIP and Double-DIP profiles: a fraction of the paper's per-task iteration counts
@@ -89,9 +93,7 @@ def resolve_task(obs: Observation) -> str:
     'blur'
     """
     if obs.task:
-        if obs.task not in TASKS:
-            raise ValueError(f"unknown task {obs.task!r} declared by the degradation; expected one of {TASKS}")
-        return obs.task
+        return obs.task  # any declared task, also one without a recipe here (:func:`task_recipe` says n/a)
     op = obs.operator
     if op.mask is not None:
         return "inpaint"
@@ -111,8 +113,23 @@ def task_recipe(task: str, obs: Observation) -> Recipe:
     """The paper-profile :class:`Recipe` of ``task`` for ``obs``.
 
     ``sr`` by the factor of its shapes; ``noise`` with σ ≥ 50/255 takes ``reg_noise_std`` 1/20, as
-    denoising.ipynb says (``reg_noise_std = 1./30. # set to 1./20. for sigma=50``).
+    denoising.ipynb says (``reg_noise_std = 1./30. # set to 1./20. for sigma=50``). A task without a recipe
+    (not one of :data:`TASKS`, e.g. a third-party ``impulse``) raises :class:`NotApplicable`: the notebooks'
+    recipes were tuned for Gaussian noise, JPEG and their own operators, and none is chosen by a name.
+
+    >>> from bench.physics import Operator
+    >>> task_recipe("impulse", Observation(torch.zeros(1, 3, 8, 8), Operator(lambda x: x, (8, 8), (8, 8), 0.1)))
+    Traceback (most recent call last):
+    ...
+    bench.solvers.applicability.NotApplicable: dip does not apply to the task 'impulse': the official notebooks have recipes for noise, jpeg, blur, sr, inpaint, multi only, tuned for Gaussian noise, JPEG and those operators (--set dip.task=NAME forces one)
     """
+    if task not in TASKS:
+        raise NotApplicable(
+            "dip",
+            task,
+            f"the official notebooks have recipes for {', '.join(TASKS)} only, tuned "
+            "for Gaussian noise, JPEG and those operators (--set dip.task=NAME forces one)",
+        )
     if task == "sr":
         factor = sr_factor(obs)
         return PAPER_SETTINGS[f"sr{factor}"] if f"sr{factor}" in PAPER_SETTINGS else PAPER_SETTINGS["sr4"]

@@ -29,8 +29,11 @@ NOISE_LIKE = ("noise", "jpeg", "multi")  # tasks whose artifact layer carries no
 def default_std_weight(task: str) -> float:
     """StdLoss weight on the clean layer: dehazing's 0.005 where the artifact layer holds noise-like error, else 0.
 
-    >>> default_std_weight("jpeg"), default_std_weight("sr")
-    (0.005, 0.0)
+    A task without a built-in recipe (e.g. ``impulse``) gets 0: only the built-in noise-like tasks declare
+    that their error is noise-like.
+
+    >>> default_std_weight("jpeg"), default_std_weight("sr"), default_std_weight("impulse")
+    (0.005, 0.0, 0.0)
     """
     return 0.005 if task in NOISE_LIKE else 0.0
 

@@ -57,6 +57,9 @@ DEBLUR_BETAS = (50, 100, 200, 400, 800, 1600, 3200)  # 50·[1 2 4 8 16 32 64], E
 def beta_schedule(task: str, sigma: float) -> list[float]:
     """The original β values: ``[1, 4, 8, 16, 32]/σ²`` for noise and JPEG, ``50·2^k`` (k = 0..6) otherwise.
 
+    "Otherwise" includes every task without a built-in recipe (e.g. ``impulse``): the general restoration
+    schedule, never the Gaussian-denoising one for a task that does not declare Gaussian noise.
+
     >>> [round(b) for b in beta_schedule("noise", 0.1)], beta_schedule("blur", 0.01)[:2]
     ([100, 400, 800, 1600, 3200], [50.0, 100.0])
     """

@@ -9,6 +9,9 @@ Every method × every degradation at the smoke profile, on a 64² image:
   from is zeroed in place before restoring (so no observation, operator or closure holds a reference to it).
 Every method: dataclass parameters whose invalid values are one-line errors.
 Every degradation: seeded (the same generator gives the same observation), declares a task, and a caption.
+A task outside the built-in ones (``bench.api.TASKS``): a toy salt-and-pepper degradation declaring ``impulse``,
+registered for the test only; every method restores it or says n/a with a reason, and the methods whose recipes
+assume Gaussian noise (``dip``, ``pnp``, ``bm3d``) say n/a rather than run one.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import math
 import pytest
 import torch
 
-from bench.api import RestoreContext
+from bench.api import TASKS, Degradation, Operator, RestoreContext
 from bench.cells import degradation_generator, instantiate
 from bench.errors import BenchError, CheckpointError
 from bench.params import build_params
-from bench.registry import available
+from bench.registry import available, register_degradation, unregister
 from bench.solvers.applicability import NotApplicable
 
 METHODS = list(available("method"))
@@ -111,3 +114,65 @@ def test_every_degradation_is_seeded_captioned_and_declares_a_task(name):
     assert deg.describe().strip() and a.description.strip()
     assert a.sigma >= 0 and math.isfinite(a.sigma)
     assert tuple(a.operator.in_shape) == (SIZE, SIZE) and tuple(a.operator(clean).shape) == tuple(a.y.shape)
+
+
+IMPULSE = "conformance-impulse"  # registered only while a test below runs
+GAUSSIAN_ONLY = ("dip", "pnp", "bm3d")  # every recipe assumes Gaussian noise (or JPEG treated as such)
+
+
+class SaltAndPepper(Degradation):
+    """Salt-and-pepper impulse noise (a toy third-party degradation): a fraction of pixels set to 0 or 1."""
+
+    task = "impulse"  # not one of the built-in tasks
+
+    @dataclasses.dataclass
+    class Params:
+        density: float = 0.1
+
+    def make_operator(self, shape, generator):
+        # the identity with the error's RMS for uniform intensities: sqrt(density · E[(b − x)²]) = sqrt(density / 3)
+        sigma = math.sqrt(self.params.density / 3)
+        return Operator(lambda x: x, shape, shape, sigma=sigma, name="identity", linear=True)
+
+    def simulate(self, clean, operator, generator):
+        size = (clean.shape[0], 1, *clean.shape[-2:])
+        hit = torch.rand(size, generator=generator) < self.params.density
+        salt = (torch.rand(size, generator=generator) < 0.5).to(clean.dtype)
+        return torch.where(hit, salt.expand_as(clean), operator(clean))
+
+
+@pytest.fixture
+def impulse():
+    """The toy ``impulse`` degradation, registered for one test and removed after it."""
+    register_degradation(IMPULSE)(SaltAndPepper)
+    try:
+        yield instantiate("degradation", IMPULSE, {}, "smoke")[0].plugin
+    finally:
+        unregister("degradation", IMPULSE)
+
+
+@pytest.mark.parametrize("method_name", METHODS)
+def test_every_method_restores_a_task_without_builtin_recipes_or_says_na(method_name, impulse, one_thread):
+    assert "impulse" not in TASKS and IMPULSE in available("degradation")
+    obs = impulse.degrade(clean_image(), degradation_generator(0, "conformance", IMPULSE))
+    assert obs.task == "impulse"
+    method = instantiate("method", method_name, {}, "smoke")[0].plugin
+    try:
+        out = restore(method, obs)
+    except NotApplicable as err:
+        assert err.method == method_name and err.task == "impulse" and err.reason.strip()
+        assert "\n" not in str(err)
+        return
+    assert method_name not in GAUSSIAN_ONLY, f"{method_name} ran a Gaussian recipe on impulse noise"
+    assert tuple(out.shape) == (1, 3, SIZE, SIZE)
+    assert bool(torch.isfinite(out).all()), f"{method_name} on impulse: NaN or Inf in the result"
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_a_task_must_be_a_short_identifier():
+    class Bad(SaltAndPepper):
+        task = "Salt & pepper"
+
+    with pytest.raises(ValueError) as info:
+        Bad().degrade(clean_image(), torch.Generator().manual_seed(0))
+    assert "\n" not in str(info.value) and "task=" in str(info.value)

@@ -10,6 +10,7 @@ import torch
 from bench.api import RestoreContext
 from bench.physics import Observation, Operator
 from bench.registry import get_degradation_class
+from bench.solvers.applicability import NotApplicable
 from bench.solvers.dip import (
     BACKTRACK_DB,
     PAPER_SETTINGS,
@@ -81,9 +82,20 @@ def test_structural_fallback_without_a_declared_task(name, expected):
     assert resolve_task(obs) == expected
 
 
-def test_unknown_declared_task_is_an_error():
-    with pytest.raises(ValueError, match="unknown task 'dehaze'"):
-        resolve_task(identity_observation(task="dehaze"))
+def test_a_declared_task_without_a_recipe_is_not_applicable():
+    obs = identity_observation(task="dehaze")
+    assert resolve_task(obs) == "dehaze"  # any declared task is the task; it is never guessed from the operator
+    with pytest.raises(NotApplicable, match="task 'dehaze'") as info:
+        DeepImagePrior().resolve(obs)
+    assert info.value.method == "dip" and info.value.reason
+    assert DeepImagePrior(DeepImagePrior.Params(task="noise")).resolve(obs)["task"] == "noise"  # forced explicitly
+    assert DoubleDIP().resolve(obs)["std_weight"] == 0.0  # the generic decomposition: no noise-like StdLoss
+
+
+def test_a_task_name_must_be_an_identifier():
+    with pytest.raises(ValueError, match="is not a task name") as info:
+        identity_observation(task="de haze!")
+    assert "\n" not in str(info.value)
 
 
 def test_sr_factor_is_structural():

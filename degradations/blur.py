@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -38,8 +38,8 @@ class Blur(Degradation):
         kernel_sigma: float = 1.6
         motion_length: float = 15.0
         sigma: float = 2.55
-        clip: bool = False  # clip the observation to [0, 1]
-        quantize: bool = False  # round it to 8-bit levels (needs clip)
+        clip: bool = field(default=False, metadata={"help": "clip the observation to [0, 1]"})
+        quantize: bool = field(default=False, metadata={"help": "round it to 8-bit levels (needs clip)"})
 
         def __post_init__(self) -> None:
             check_protocol(self.clip, self.quantize)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -34,8 +34,8 @@ class Inpaint(Degradation):
     class Params:
         missing: float = 0.5
         sigma: float = 0.0
-        clip: bool = False  # clip the observation to [0, 1]
-        quantize: bool = False  # round it to 8-bit levels (needs clip)
+        clip: bool = field(default=False, metadata={"help": "clip the observation to [0, 1]"})
+        quantize: bool = field(default=False, metadata={"help": "round it to 8-bit levels (needs clip)"})
 
         def __post_init__(self) -> None:
             if not 0.0 <= self.missing < 1.0:

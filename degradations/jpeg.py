@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -51,7 +51,9 @@ class Jpeg(Degradation):
     class Params:
         quality: int = 10
         operator: Literal["identity", "differentiable"] = "identity"
-        subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0"  # chroma subsampling of the encoder
+        subsampling: Literal["4:2:0", "4:4:4"] = field(
+            default="4:2:0", metadata={"help": "chroma subsampling of the encoder"}
+        )
 
         def __post_init__(self) -> None:
             if not 1 <= self.quality <= 100:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -48,9 +48,13 @@ class Multi(Degradation):
         kernel_size: int = 9
         sigma: float = 10.0
         quality: int = 40
-        subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0"  # chroma subsampling of the encoder
-        clip: bool = True  # the encoder's input is clipped to [0, 1] ...
-        quantize: bool = True  # ... and rounded to 8 bits: fixed, JPEG encodes 8-bit pixels
+        subsampling: Literal["4:2:0", "4:4:4"] = field(
+            default="4:2:0", metadata={"help": "chroma subsampling of the encoder"}
+        )
+        clip: bool = field(default=True, metadata={"help": "the encoder's input is clipped to [0, 1] ..."})
+        quantize: bool = field(
+            default=True, metadata={"help": "... and rounded to 8 bits: fixed, JPEG encodes 8-bit pixels"}
+        )
 
         def __post_init__(self) -> None:
             if not (self.clip and self.quantize):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -40,10 +40,12 @@ class SuperResolution(Degradation):
     @dataclass
     class Params:
         factor: int = 4
-        kernel: Literal["bicubic", "lanczos2"] = "bicubic"  # lanczos2: the DIP notebook's Downsampler (docs/dip.md)
+        kernel: Literal["bicubic", "lanczos2"] = field(
+            default="bicubic", metadata={"help": "lanczos2: the DIP notebook's Downsampler (docs/dip.md)"}
+        )
         sigma: float = 0.0
-        clip: bool = False  # clip the observation to [0, 1]
-        quantize: bool = False  # round it to 8-bit levels (needs clip)
+        clip: bool = field(default=False, metadata={"help": "clip the observation to [0, 1]"})
+        quantize: bool = field(default=False, metadata={"help": "round it to 8-bit levels (needs clip)"})
 
         def __post_init__(self) -> None:
             if self.factor not in (2, 4, 8):

@@ -12,7 +12,7 @@ tiler: :mod:`bench.solvers.flow_map`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -70,17 +70,28 @@ class FlowPrior(Method):
 
     @dataclass
     class Params:
-        checkpoint: str = ""  # a .pt of `bench train flowprior`; empty: the packaged flowprior_default.pt
+        checkpoint: str = field(
+            default="", metadata={"help": "a .pt of `bench train flowprior`; empty: the packaged flowprior_default.pt"}
+        )
         iterations: int = 60
         lr: float = 0.005
-        prior_weight: float = 0.1  # docs/tuning/flowprior.md
+        prior_weight: float = field(default=0.1, metadata={"help": "docs/tuning/flowprior.md"})
         patch: int = 64
         margin: int = 4
         standardized: bool = False
-        prior: Literal["nll", "latent_norm"] = "nll"  # −log p(x) (the paper) or Asim et al.'s γ·‖ε‖ per patch
-        data_term: Literal["operator", "qcs"] = "operator"  # "qcs": JPEG quantisation cells on jpeg and multi
-        qcs_width: float = 1.0  # the QCS cell width as a fraction of the quantisation step (narrowed below 1)
-        space: Literal["latent", "image"] = "latent"  # optimise the latents u (the paper) or the pixels (prior nll)
+        prior: Literal["nll", "latent_norm"] = field(
+            default="nll", metadata={"help": "−log p(x) (the paper) or Asim et al.'s γ·‖ε‖ per patch"}
+        )
+        data_term: Literal["operator", "qcs"] = field(
+            default="operator", metadata={"help": '"qcs": JPEG quantisation cells on jpeg and multi'}
+        )
+        qcs_width: float = field(
+            default=1.0,
+            metadata={"help": "the QCS cell width as a fraction of the quantisation step (narrowed below 1)"},
+        )
+        space: Literal["latent", "image"] = field(
+            default="latent", metadata={"help": "optimise the latents u (the paper) or the pixels (prior nll)"}
+        )
 
         def __post_init__(self) -> None:
             if self.iterations < 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -58,11 +58,13 @@ class PatchNR(Method):
 
     @dataclass
     class Params:
-        checkpoint: str = ""  # a .pt of `bench train patchnr`; empty: the packaged patchnr_cpu.pt
+        checkpoint: str = field(
+            default="", metadata={"help": "a .pt of `bench train patchnr`; empty: the packaged patchnr_cpu.pt"}
+        )
         iterations: int = 50
-        lr: float = 0.0  # Adam step; 0 = automatic, lr_per_sigma × the operator's σ
+        lr: float = field(default=0.0, metadata={"help": "Adam step; 0 = automatic, lr_per_sigma × the operator's σ"})
         lr_per_sigma: float = 0.1
-        prior_weight: float = 0.01  # λ, per pixel position (see the class docstring)
+        prior_weight: float = field(default=0.01, metadata={"help": "λ, per pixel position (see the class docstring)"})
         patches_per_iteration: int = 2500
         data_term: Literal["operator", "qcs"] = "operator"
         qcs_width: float = 1.0

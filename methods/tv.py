@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -44,7 +44,7 @@ class TotalVariation(Method):
 
     @dataclass
     class Params:
-        weight: float = 0.7  # docs/tuning/tv-weight.md
+        weight: float = field(default=0.7, metadata={"help": "docs/tuning/tv-weight.md"})
         iterations: int = 300
         lr: float = 0.01
         eps: float = 1e-3

@@ -291,8 +291,7 @@ def run_table(config: Any, summary: Any) -> str:
 
     store = Store(config.results_dir)
     try:
-        df = store.dataframe()
-        text = render(df[df["key"].isin(summary.keys)], "markdown")
+        text = render(store.dataframe(summary.keys), "markdown")  # the run's rows only, not the whole store
         digest = rows_digest(store, list(summary.keys))
     finally:
         store.close()

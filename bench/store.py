@@ -377,15 +377,26 @@ class Store:
             args = (status,)
         return [dict(r) for r in self._execute(sql, args).fetchall()]
 
-    def dataframe(self) -> Any:
-        """All cells as a pandas DataFrame (parameters stay JSON strings; columns an older store lacks are
-        empty)."""
+    def dataframe(self, keys: Iterable[str] | None = None) -> Any:
+        """All cells, or the cells of ``keys``, as a pandas DataFrame (parameters stay JSON strings; columns an
+        older store lacks are empty)."""
         import pandas as pd
 
         if not self._has_cells():
             return pd.DataFrame(columns=list(CELL_COLUMNS))
-        rows = self._execute("SELECT * FROM cells")  # as pd.read_sql_query builds it; damage: the one-line error
-        df = pd.DataFrame.from_records(rows, columns=rows.columns, coerce_float=True)
+        if keys is None:
+            rows = self._execute("SELECT * FROM cells")  # as pd.read_sql_query builds it; damage: the one-line error
+            df = pd.DataFrame.from_records(rows, columns=rows.columns, coerce_float=True)
+        else:
+            wanted, parts = sorted(set(keys)), []
+            for start in range(0, max(len(wanted), 1), 500):  # SQLite limits the parameters of one statement
+                chunk = wanted[start:start + 500]
+                rows = self._execute(f"SELECT rowid AS stored_order, * FROM cells WHERE key IN "
+                                     f"({', '.join('?' * len(chunk))})", chunk)
+                parts.append(pd.DataFrame.from_records(rows, columns=rows.columns, coerce_float=True))
+            # in the order the rows were stored, as the whole table reads (reports order columns by appearance)
+            df = pd.concat(parts, ignore_index=True).sort_values("stored_order", kind="stable")
+            df = df.drop(columns="stored_order").reset_index(drop=True)
         for name in CELL_COLUMNS:
             if name not in df:
                 df[name] = None

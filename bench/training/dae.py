@@ -26,45 +26,20 @@ import numpy as np
 import torch
 
 from bench import checkpoints
-from bench.errors import BenchError
 from bench.nets.dae import CPU_ARCH, DAE, FORMAT, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.data import (
-    check_no_evaluation_images,
+    batch_psnr,
     data_click_option,
-    exclude_tuning_split,
-    load_training_images,
     sample_patches,
     split_validation,
+    training_images,
+    validation_batch,
 )
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 log = logging.getLogger(__name__)
 
-MIN_SIZE = 48  # smaller training images are skipped
-
-
-def validation_batch(images: list[np.ndarray], crop: int, sigma: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre crops of the held-out images and their fixed noisy versions."""
-    c = min([crop] + [min(im.shape[:2]) for im in images])
-    clean = []
-    for image in images:
-        h, w = image.shape[:2]
-        i, j = (h - c) // 2, (w - c) // 2
-        clean.append(torch.from_numpy(np.ascontiguousarray(image[i : i + c, j : j + c])).permute(2, 0, 1).float() / 255)
-    x = torch.stack(clean)
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-    return x, x + sigma / 255.0 * noise
-
-
-def batch_psnr(ref: torch.Tensor, out: torch.Tensor) -> float:
-    """Mean PSNR (dB) over a batch, outputs clipped to [0, 1].
-
-    >>> round(batch_psnr(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.1)), 2)
-    20.0
-    """
-    mse = (out.clamp(0, 1) - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(1.0 / mse)).mean())
 
 
 @dataclass
@@ -108,19 +83,6 @@ class TrainConfig(RunOptions):
         self.check()
 
 
-def training_images(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None) -> list[tuple[str, np.ndarray]]:
-    """``(folder/file, uint8 image)`` of ``cfg.data`` (or the given ``images``), evaluation images refused, the tuning split left out."""
-    if images is None:
-        loaded = load_training_images(cfg.data, MIN_SIZE)
-        images = [(f"{Path(path).parent.name}/{Path(path).name}", image) for path, image in loaded]
-    else:
-        check_no_evaluation_images(images)
-        images = exclude_tuning_split(images)
-    if not images:
-        raise BenchError(f"no training images of at least {MIN_SIZE} px found in {', '.join(map(str, cfg.data))}.")
-    return images
-
-
 def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = None) -> tuple[DAE, dict[str, Any]]:
     """Train a DAE on random noisy patches; returns the model (eval mode) and metadata.
 
@@ -133,7 +95,7 @@ def train_dae(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None = No
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    images = training_images(cfg, images)
+    images = training_images(cfg.data, images)
     train, val = split_validation(images, cfg.val_images)
     train_arrays = [im for _, im in train]
     torch.manual_seed(cfg.seed)  # the network's initialisation, then the training noise, draw from it

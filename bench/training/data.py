@@ -411,3 +411,44 @@ data_click_option = click.option(
     type=click.Path(exists=True, file_okay=False),
     help="Folder of training images (repeatable). Evaluation folders and images are refused.",
 )
+
+
+MIN_TRAINING_SIZE = 48  # smaller training images are skipped (the denoiser and patch-prior trainers)
+
+
+def training_images(folders: Sequence[str | os.PathLike], images: list[tuple[str, np.ndarray]] | None = None,
+                    min_size: int = MIN_TRAINING_SIZE) -> list[tuple[str, np.ndarray]]:
+    """``(folder/file, uint8 image)`` of the training ``folders`` (or the given ``images``), evaluation images
+    refused, the tuning split left out; one error line when none is left."""
+    if images is None:
+        loaded = load_training_images(folders, min_size)
+        images = [(f"{Path(path).parent.name}/{Path(path).name}", image) for path, image in loaded]
+    else:
+        check_no_evaluation_images(images)
+        images = exclude_tuning_split(images)
+    if not images:
+        raise BenchError(f"no training images of at least {min_size} px found in {', '.join(map(str, folders))}.")
+    return images
+
+
+def validation_batch(images: list[np.ndarray], crop: int, sigma: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Centre crops of the held-out images and their fixed noisy versions (AWGN of ``sigma`` on the 0-255 scale)."""
+    c = min([crop] + [min(im.shape[:2]) for im in images])
+    clean = []
+    for image in images:
+        h, w = image.shape[:2]
+        i, j = (h - c) // 2, (w - c) // 2
+        clean.append(torch.from_numpy(np.ascontiguousarray(image[i : i + c, j : j + c])).permute(2, 0, 1).float() / 255)
+    x = torch.stack(clean)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    return x, x + sigma / 255.0 * noise
+
+
+def batch_psnr(ref: Tensor, out: Tensor) -> float:
+    """Mean PSNR (dB) over a batch, outputs clipped to [0, 1].
+
+    >>> round(batch_psnr(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.1)), 2)
+    20.0
+    """
+    mse = (out.clamp(0, 1) - ref).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return float((10 * torch.log10(1.0 / mse)).mean())

@@ -30,8 +30,14 @@ import torch
 from bench import checkpoints
 from bench.nets.drunet import CPU_ARCH, FORMAT, DRUNet, save_checkpoint
 from bench.registry import register_trainer
-from bench.training.dae import batch_psnr, training_images, validation_batch
-from bench.training.data import data_click_option, sample_patches, split_validation
+from bench.training.data import (
+    batch_psnr,
+    data_click_option,
+    sample_patches,
+    split_validation,
+    training_images,
+    validation_batch,
+)
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
@@ -86,7 +92,7 @@ def train_drunet(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None =
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    images = training_images(cfg, images)  # type: ignore[arg-type]
+    images = training_images(cfg.data, images)
     train, val = split_validation(images, cfg.val_images)
     train_arrays = [im for _, im in train]
     torch.manual_seed(cfg.seed)

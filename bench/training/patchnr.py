@@ -35,8 +35,7 @@ import torch
 from bench import checkpoints
 from bench.nets.patchnr import FORMAT, PatchFlow, PatchNRConfig, bits_per_dim, save_checkpoint
 from bench.registry import register_trainer
-from bench.training.dae import training_images
-from bench.training.data import data_click_option, sample_patches, split_validation
+from bench.training.data import data_click_option, sample_patches, split_validation, training_images
 from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
 
 INIT_PATCHES = 4096  # patches of the data-dependent ActNorm initialisation
@@ -114,7 +113,7 @@ def train_patchnr(cfg: TrainConfig, images: list[tuple[str, np.ndarray]] | None 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    images = training_images(cfg, images)  # type: ignore[arg-type]
+    images = training_images(cfg.data, images)
     train, val = split_validation(images, cfg.val_images)
     train_arrays = [im for _, im in train]
     val_rng = np.random.default_rng(cfg.seed + 1)  # fixed validation patches, whatever the training draws

@@ -268,6 +268,17 @@ def test_one_registered_plugin_per_file():
     assert not problems, "\n" + "\n".join(problems)
 
 
+# The shared training pipeline: what trainers have in common lives here, so no trainer reads another's internals.
+TRAINING_SHARED = ("bench.training", "bench.training.data", "bench.training.loop", "bench.training.splits")
+
+
+def test_trainers_import_only_the_shared_pipeline():
+    problems = [f"{e.where()}: {e.source} imports {e.target} (move what they share into bench/training/data.py)"
+                for e in EDGES if e.source.startswith("bench.training.") and e.source not in TRAINING_SHARED
+                and e.target.startswith("bench.training.") and e.target not in TRAINING_SHARED]
+    assert not problems, "\n" + "\n".join(dict.fromkeys(problems))
+
+
 # the checker itself ----------------------------------------------------------------------------------------------
 def write_package(root: Path, files: dict[str, str]) -> dict[str, Path]:
     for rel, text in files.items():

@@ -157,12 +157,12 @@ def test_split_images_are_recognised_by_pixels_whatever_their_name(fake_split):
 
 
 def test_trainers_given_images_leave_out_the_split(fake_split):
-    from bench.training.dae import TrainConfig, training_images
+    from bench.training.data import training_images
 
-    cfg = TrainConfig(sigma=25, data=[str(fake_split / "set")], steps=1)
+    folders = [str(fake_split / "set")]
     given = [(f"set/{n}.png", to_uint8(rgb(i))) for i, n in enumerate("abc")]
-    assert [p for p, _ in training_images(cfg, given)] == ["set/c.png"]
-    assert [p for p, _ in training_images(cfg, None)] == ["set/c.png"]
+    assert [p for p, _ in training_images(folders, given, min_size=16)] == ["set/c.png"]
+    assert [p for p, _ in training_images(folders, None, min_size=16)] == ["set/c.png"]
 
 
 @pytest.mark.parametrize("name", sorted(available("trainer")))

@@ -25,6 +25,7 @@ from bench.bundle_cli import export_command, import_command, provenance_command,
 from bench.config import check_filters, show_warnings_as_lines
 from bench.errors import BenchError, storage_writes, write_fault
 from bench.metric_specs import default_tolerances
+from bench.profiles import PROFILES
 from bench.rescore import rescore_command
 from bench.standard_sets import STANDARD_SETS
 from bench.stored_images import recomputed_warnings
@@ -55,7 +56,7 @@ def cli(verbose: int) -> None:
 @click.option("--data-root", help="Folder holding the standard sets (NAME/, div2k: DIV2K_valid_HR/; default $BENCH_DATA_ROOT or the cache).")
 @click.option("--limit", type=int, help="Use the first N images (default: the profile's).")
 @click.option("--crop", type=int, help="Centre crop size in px (default: the profile's).")
-@click.option("--profile", type=click.Choice(["smoke", "quick", "paper"]), help="Compute budget (default quick).")
+@click.option("--profile", type=click.Choice(list(PROFILES)), help="Compute budget (default quick).")
 @click.option("--results-dir", help="Results store (default ./results).")
 @click.option("--seed", "seeds", help="Seed or comma-separated seeds (default 0).")
 @click.option("--set", "sets", multiple=True, metavar="NAME.PARAM=VALUE",
@@ -147,7 +148,6 @@ def report_text(results_dir: str, fmt: str = "markdown", per_image: bool = False
 def list_cmd() -> None:
     """Methods, degradations, datasets and profiles with their parameters and defaults."""
     from bench.datasets import DATASET_HELP
-    from bench.profiles import PROFILES
     from bench.registry import available, describe_parameters
 
     for kind, title in (("method", "Methods"), ("degradation", "Degradations")):

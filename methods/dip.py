@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
@@ -97,19 +97,40 @@ class DeepImagePrior(Method):
 
     @dataclass
     class Params:
-        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"  # auto: obs.task
-        iterations: int = 0  # 0 = auto: the task's official count × iteration_scale
-        iteration_scale: float = 1.0  # set by the profile (quick 0.1, smoke 0.01)
-        reg_noise_std: float = -1.0  # < 0 = auto (per task)
-        net: Literal["auto", "skip", "small"] = "auto"  # auto: small for jpeg, else skip
-        input_depth: int = 0  # 0 = auto: 32 (3 with the small net)
-        lr: float = 0.0  # 0 = auto: the task's (0.001 for inpaint, else 0.01)
-        ema: float = -1.0  # < 0 = auto: 0.99 for noise, jpeg, multi, else 0 (no average: the net's last output)
-        backtrack: Literal["auto", "off", "denoising", "restoration"] = "auto"  # auto: the task's notebook rule
-        precision: Literal["auto", "float32", "bfloat16", "float64"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: the same numbers on every CPU kernel path (CI smoke grid)
-        channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
-        conv: Literal["auto", "direct", "winograd"] = "auto"  # auto: winograd in float32 on a CPU, else direct (measured)
-        early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
+        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = field(
+            default="auto", metadata={"help": "auto: obs.task"}
+        )
+        iterations: int = field(default=0, metadata={"help": "0 = auto: the task's official count × iteration_scale"})
+        iteration_scale: float = field(default=1.0, metadata={"help": "set by the profile (quick 0.1, smoke 0.01)"})
+        reg_noise_std: float = field(default=-1.0, metadata={"help": "< 0 = auto (per task)"})
+        net: Literal["auto", "skip", "small"] = field(
+            default="auto", metadata={"help": "auto: small for jpeg, else skip"}
+        )
+        input_depth: int = field(default=0, metadata={"help": "0 = auto: 32 (3 with the small net)"})
+        lr: float = field(default=0.0, metadata={"help": "0 = auto: the task's (0.001 for inpaint, else 0.01)"})
+        ema: float = field(
+            default=-1.0,
+            metadata={"help": "< 0 = auto: 0.99 for noise, jpeg, multi, else 0 (no average: the net's last output)"},
+        )
+        backtrack: Literal["auto", "off", "denoising", "restoration"] = field(
+            default="auto", metadata={"help": "auto: the task's notebook rule"}
+        )
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
+            default="auto",
+            metadata={
+                "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
+                "the same numbers on every CPU kernel path (CI smoke grid)"
+            },
+        )
+        channels_last: Literal["auto", "on", "off"] = field(
+            default="auto", metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
+        )
+        conv: Literal["auto", "direct", "winograd"] = field(
+            default="auto", metadata={"help": "auto: winograd in float32 on a CPU, else direct (measured)"}
+        )
+        early_stop: Literal["off", "wmv"] = field(
+            default="off", metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
+        )
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
 

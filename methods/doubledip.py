@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
@@ -89,22 +89,37 @@ class DoubleDIP(Method):
 
     @dataclass
     class Params:
-        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = "auto"  # auto: obs.task
-        iterations: int = 0  # 0 = auto: 4000 × iteration_scale
-        iteration_scale: float = 1.0  # set by the profile (quick 0.1, smoke 0.01)
+        task: Literal["auto", "noise", "jpeg", "blur", "sr", "inpaint", "multi"] = field(
+            default="auto", metadata={"help": "auto: obs.task"}
+        )
+        iterations: int = field(default=0, metadata={"help": "0 = auto: 4000 × iteration_scale"})
+        iteration_scale: float = field(default=1.0, metadata={"help": "set by the profile (quick 0.1, smoke 0.01)"})
         lr: float = 0.001
         input_depth: int = 8
-        reg_noise_std: float = 1 / 30  # on the clean layer's code
+        reg_noise_std: float = field(default=1 / 30, metadata={"help": "on the clean layer's code"})
         exclusion_weight: float = 0.1
-        std_weight: float = -1.0  # < 0 = auto: 0.005 for noise/jpeg/multi, else 0
+        std_weight: float = field(default=-1.0, metadata={"help": "< 0 = auto: 0.005 for noise/jpeg/multi, else 0"})
         energy_weight: float = 1.0
-        artifact_range: float = 3.0  # the artifact layer spans ±artifact_range·σ
-        warmup: float = 0.9  # fraction of iterations with the artifact layer held at 0 (docs/tuning/doubledip.md)
+        artifact_range: float = field(default=3.0, metadata={"help": "the artifact layer spans ±artifact_range·σ"})
+        warmup: float = field(
+            default=0.9,
+            metadata={"help": "fraction of iterations with the artifact layer held at 0 (docs/tuning/doubledip.md)"},
+        )
         output: Literal["best_fit", "last", "ema"] = "best_fit"
-        ema: float = 0.99  # weight of the running average when output=ema
-        precision: Literal["auto", "float32", "bfloat16", "float64"] = "auto"  # auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: the same numbers on every CPU kernel path (CI smoke grid)
-        channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on with bfloat16, off in float32 (measured)
-        early_stop: Literal["off", "wmv"] = "off"  # wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)
+        ema: float = field(default=0.99, metadata={"help": "weight of the running average when output=ema"})
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
+            default="auto",
+            metadata={
+                "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
+                "the same numbers on every CPU kernel path (CI smoke grid)"
+            },
+        )
+        channels_last: Literal["auto", "on", "off"] = field(
+            default="auto", metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
+        )
+        early_stop: Literal["off", "wmv"] = field(
+            default="off", metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
+        )
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
 

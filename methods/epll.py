@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -50,10 +50,14 @@ class EPLL(Method):
 
     @dataclass
     class Params:
-        checkpoint: str = ""  # a model written by `bench train epll`; empty: the packaged epll_gmm200.pt
+        checkpoint: str = field(
+            default="", metadata={"help": "a model written by `bench train epll`; empty: the packaged epll_gmm200.pt"}
+        )
         stride: int = 1
         cg_steps: int = 20
-        schedule: Literal["auto", "denoise", "deblur"] = "auto"  # auto: from the task (obs.task)
+        schedule: Literal["auto", "denoise", "deblur"] = field(
+            default="auto", metadata={"help": "auto: from the task (obs.task)"}
+        )
 
         def __post_init__(self) -> None:
             if self.stride < 1:

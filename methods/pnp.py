@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,12 +78,35 @@ class PlugAndPlay(Method):
 
     @dataclass
     class Params:
-        checkpoint: str = ""  # a denoiser file: `bench train drunet`'s or the official drunet_color.pth; empty: the packaged drunet_cpu.pt
-        arch: Literal["auto", "official", "suite"] = "auto"  # auto: from the file (a plain state dict is the official UNetRes); official/suite accept only that layout
-        iterations: int = 0  # HQS iterations; 0 = automatic by task (8 blur/multi, 24 sr/inpaint)
+        checkpoint: str = field(
+            default="",
+            metadata={
+                "help": "a denoiser file: `bench train drunet`'s or the official drunet_color.pth; empty: the packaged "
+                "drunet_cpu.pt"
+            },
+        )
+        arch: Literal["auto", "official", "suite"] = field(
+            default="auto",
+            metadata={
+                "help": "auto: from the file (a plain state dict is the official UNetRes); official/suite accept only "
+                "that layout"
+            },
+        )
+        iterations: int = field(
+            default=0, metadata={"help": "HQS iterations; 0 = automatic by task (8 blur/multi, 24 sr/inpaint)"}
+        )
         cg_steps: int = 10
-        jpeg_sigma_scale: float = 1.5  # the denoiser's σ for JPEG, × the operator's (docs/tuning/pnp-jpeg-scale.md)
-        x8: Literal["auto", "on", "off"] = "auto"  # auto: DPIR's self-ensemble default per script, off for noise/jpeg (on: mean of 8 flips/rotations), on for HQS tasks (transform k mod 8 at iteration k)
+        jpeg_sigma_scale: float = field(
+            default=1.5,
+            metadata={"help": "the denoiser's σ for JPEG, × the operator's (docs/tuning/pnp-jpeg-scale.md)"},
+        )
+        x8: Literal["auto", "on", "off"] = field(
+            default="auto",
+            metadata={
+                "help": "auto: DPIR's self-ensemble default per script, off for noise/jpeg (on: mean of 8 "
+                "flips/rotations), on for HQS tasks (transform k mod 8 at iteration k)"
+            },
+        )
 
         def __post_init__(self) -> None:
             if self.iterations < 0:

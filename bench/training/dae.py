@@ -36,7 +36,7 @@ from bench.training.data import (
     training_images,
     validation_batch,
 )
-from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
+from bench.training.loop import LoopState, RunOptions, cosine_decay, defaults_from, run_click_options
 
 log = logging.getLogger(__name__)
 
@@ -219,12 +219,13 @@ def write_model_card(checkpoint: str | os.PathLike, meta: dict[str, Any], sha256
 
 
 @register_trainer("dae")
+@defaults_from(TrainConfig)
 @click.command("dae")
 @click.option(
     "--sigma", type=float, required=True, help="Training noise σ on the 0-255 scale (11 for dmsp, 25 for daep)."
 )
 @data_click_option
-@click.option("--steps", type=int, default=3000, show_default=True, help="Optimisation steps.")
+@click.option("--steps", type=int, help="Optimisation steps.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -232,20 +233,18 @@ def write_model_card(checkpoint: str | os.PathLike, meta: dict[str, Any], sha256
     help="Checkpoint file to write (.pt); a model card FILE.md and a log FILE.pt.log.jsonl are written beside it.",
 )
 @click.option(
-    "--depth", type=int, default=CPU_ARCH["depth"], show_default=True, help="Convolution layers (official: 20)."
+    "--depth", type=int, help="Convolution layers (official: 20)."
 )
 @click.option(
-    "--channels", type=int, default=CPU_ARCH["channels"], show_default=True, help="Hidden channels (official: 64)."
+    "--channels", type=int, help="Hidden channels (official: 64)."
 )
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--patch", type=int, default=40, show_default=True, help="Training patch size in pixels.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate (cosine decay to 1 %).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int)
+@click.option("--patch", type=int, help="Training patch size in pixels.")
+@click.option("--lr", type=float, help="Adam learning rate (cosine decay to 1 %).")
+@click.option("--seed", type=int)
 @click.option(
     "--val-images",
     type=int,
-    default=8,
-    show_default=True,
     help="Images of the training folders held out for validation.",
 )
 @run_click_options(release=False)

@@ -31,7 +31,7 @@ from bench.nets.deflow import CONFIGS, DeFlowNet, get_config, load_deflow, save_
 from bench.nets.flow_layers import bits_per_dim
 from bench.registry import register_trainer
 from bench.training.data import load_training_images, random_patches, split_holdout
-from bench.training.loop import LoopOptions, LoopState, TrainingLoop, cosine_decay
+from bench.training.loop import LoopOptions, LoopState, TrainingLoop, cosine_decay, defaults_from
 
 
 def nll_bits_per_dim(net: DeFlowNet, clean: Tensor, degraded: Tensor,
@@ -207,27 +207,28 @@ def validation_bpd(net: DeFlowNet, clean: Tensor, degraded: Tensor, batch: int =
 
 
 @register_trainer("deflow")
+@defaults_from(TrainOptions)
 @click.command("deflow")
 @click.option("--clean", "clean", multiple=True, required=True, type=click.Path(file_okay=False),
               help="Folder of clean images (repeat for several).")
 @click.option("--degraded", "degraded", multiple=True, required=True, type=click.Path(file_okay=False),
               help="Folder of degraded images, unpaired with --clean (repeat for several).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Checkpoint file (.pt) to write.")
-@click.option("--config", default="cpu", show_default=True, type=click.Choice(list(CONFIGS)),
+@click.option("--config", type=click.Choice(list(CONFIGS)),
               help="cpu: small CPU-trainable flow (K=3, L=2); official: K=16, L=3 as in the paper; tiny: tests.")
-@click.option("--steps", default=5000, show_default=True, type=click.IntRange(min=1), help="Total optimiser steps.")
-@click.option("--batch", default=None, type=click.IntRange(min=1), help="Patches per domain per step [default: the config's].")
-@click.option("--patch", default=48, show_default=True, type=click.IntRange(min=8),
+@click.option("--steps", type=click.IntRange(min=1), help="Total optimiser steps.")
+@click.option("--batch", type=click.IntRange(min=1), help="Patches per domain per step [default: the config's].")
+@click.option("--patch", type=click.IntRange(min=8),
               help="Training patch size (px), a multiple of the config's multiple (16 for the built-in ones).")
-@click.option("--lr", default=5e-4, show_default=True, type=float, help="Adam learning rate.")
-@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+@click.option("--lr", type=float, help="Adam learning rate.")
+@click.option("--val-fraction", type=float,
               help="Fraction of each folder held out (validation bits/dim and the effective noise level).")
-@click.option("--save-every", default=250, show_default=True, type=click.IntRange(min=1),
+@click.option("--save-every", type=click.IntRange(min=1),
               help="Checkpoint and validate every N steps.")
 @click.option("--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, RNG).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", type=int)
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--max-minutes", default=None, type=float, help="Stop (and save) after this much training time.")
+@click.option("--max-minutes", type=float, help="Stop (and save) after this much training time.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def deflow_trainer(clean: tuple[str, ...], degraded: tuple[str, ...], out: str, config: str, steps: int,
                    batch: int | None, patch: int, lr: float, val_fraction: float, save_every: int, resume: bool,

@@ -38,7 +38,7 @@ from bench.training.data import (
     training_images,
     validation_batch,
 )
-from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
+from bench.training.loop import LoopState, RunOptions, cosine_decay, defaults_from, run_click_options
 
 VAL_SIGMAS = (15, 25, 50)  # 0-255 scale
 
@@ -196,6 +196,7 @@ Prior", TPAMI 2021). Architecture: DRUNet, {arch} (published: [64, 128, 256, 512
 
 
 @register_trainer("drunet")
+@defaults_from(TrainConfig)
 @click.command("drunet")
 @data_click_option
 @click.option(
@@ -204,20 +205,18 @@ Prior", TPAMI 2021). Architecture: DRUNet, {arch} (published: [64, 128, 256, 512
     required=True,
     help="Checkpoint to write (.pt); a model card FILE.md and a log FILE.pt.log.jsonl go beside it.",
 )
-@click.option("--steps", type=int, default=20000, show_default=True)
+@click.option("--steps", type=int)
 @click.option(
     "--channels",
-    default=",".join(map(str, CPU_ARCH["channels"])),
-    show_default=True,
     help="Channels of the 4 scales, comma-separated (published: 64,128,256,512).",
 )
-@click.option("--blocks", type=int, default=CPU_ARCH["blocks"], show_default=True, help="Residual blocks per scale.")
-@click.option("--sigma-max", type=float, default=50.0, show_default=True, help="Largest training σ (0-255).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--patch", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Adam learning rate (cosine decay to 1 %).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-every", type=int, default=250, show_default=True, help="Validate and save every N steps.")
+@click.option("--blocks", type=int, help="Residual blocks per scale.")
+@click.option("--sigma-max", type=float, help="Largest training σ (0-255).")
+@click.option("--batch-size", type=int)
+@click.option("--patch", type=int)
+@click.option("--lr", type=float, help="Adam learning rate (cosine decay to 1 %).")
+@click.option("--seed", type=int)
+@click.option("--val-every", type=int, help="Validate and save every N steps.")
 @run_click_options()
 def train_drunet_command(data: tuple[str, ...], out: str, channels: str, release: str | None, **options: Any) -> None:
     """Train the noise-level-conditioned DRUNet denoiser of `pnp` (one network for σ in [0, sigma-max])."""

@@ -51,6 +51,7 @@ Example (a one-parameter model fitted to 3, saved every 2 steps, then resumed):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -87,15 +88,21 @@ def run_click_options(release: bool = True) -> Callable[[Callable[..., Any]], Ca
         ['max_minutes', 'progress', 'release', 'resume', 'threads']
     """
     options = [
-        click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (0 = torch default)."),
+        click.option(
+            "--threads",
+            type=int,
+            default=RunOptions.threads,
+            show_default=True,
+            help="CPU threads (0 = torch default).",
+        ),
         click.option(
             "--max-minutes",
             type=float,
-            default=0.0,
+            default=RunOptions.max_minutes,
             show_default=True,
             help="Stop after this much training time in total (resumes included), annealing to it (0 = no limit).",
         ),
-        click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--progress/--no-progress", default=RunOptions.progress, show_default=True),
         click.option(
             "--resume", is_flag=True, help="Continue from --out (weights, optimiser, step, random generators)."
         ),
@@ -392,3 +399,41 @@ class TrainingLoop:
                 handle.write(json.dumps(record) + "\n")
         if self.options.echo:
             self.echo(json.dumps(record))
+
+
+def defaults_from(config: type) -> Callable[[click.Command], click.Command]:
+    """Give a ``bench train`` command's options that set no default of their own the default of the ``config``
+    dataclass field of the same name (shown by ``--help``), so each default is written once, on the dataclass.
+    Apply it above ``@click.command``.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Config:
+        ...     steps: int = 3000
+        >>> @defaults_from(Config)
+        ... @click.command()
+        ... @click.option("--steps", type=int)
+        ... def train(steps): print(steps)
+        >>> train([], standalone_mode=False)
+        3000
+    """
+
+    def decorate(command: click.Command) -> click.Command:
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        for param in command.params:
+            f = fields.get(param.name or "")
+            if not isinstance(param, click.Option) or f is None or param.required or param.is_flag:
+                continue
+            if f.default is not dataclasses.MISSING:
+                default: Any = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                continue
+            if isinstance(default, list | tuple) and not param.multiple:
+                default = ",".join(map(str, default))  # a list option given as "a,b,c" on the command line
+            param.default, param.show_default = default, True
+        return command
+
+    return decorate

@@ -36,7 +36,7 @@ from bench import checkpoints
 from bench.nets.patchnr import FORMAT, PatchFlow, PatchNRConfig, bits_per_dim, save_checkpoint
 from bench.registry import register_trainer
 from bench.training.data import data_click_option, sample_patches, split_validation, training_images
-from bench.training.loop import LoopState, RunOptions, cosine_decay, run_click_options
+from bench.training.loop import LoopState, RunOptions, cosine_decay, defaults_from, run_click_options
 
 INIT_PATCHES = 4096  # patches of the data-dependent ActNorm initialisation
 
@@ -227,6 +227,7 @@ fixed random permutation) on flattened RGB {meta["patch"]}×{meta["patch"]} patc
 
 
 @register_trainer("patchnr")
+@defaults_from(TrainConfig)
 @click.command("patchnr")
 @data_click_option
 @click.option(
@@ -235,16 +236,16 @@ fixed random permutation) on flattened RGB {meta["patch"]}×{meta["patch"]} patc
     required=True,
     help="Checkpoint to write (.pt); a model card FILE.md and a log FILE.pt.log.jsonl go beside it.",
 )
-@click.option("--steps", type=int, default=200000, show_default=True)
-@click.option("--patch", type=int, default=6, show_default=True, help="Patch side (PatchNR: 6).")
-@click.option("--layers", type=int, default=5, show_default=True, help="Coupling blocks (PatchNR: 5).")
-@click.option("--hidden", type=int, default=256, show_default=True, help="Sub-network width (PatchNR: 512).")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Adam learning rate (cosine decay to 1 %).")
-@click.option("--clip", type=float, default=10.0, show_default=True, help="Gradient-norm clipping.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-every", type=int, default=500, show_default=True, help="Validate and save every N steps.")
-@click.option("--val-patches", type=int, default=20000, show_default=True, help="Held-out validation patches.")
+@click.option("--steps", type=int)
+@click.option("--patch", type=int, help="Patch side (PatchNR: 6).")
+@click.option("--layers", type=int, help="Coupling blocks (PatchNR: 5).")
+@click.option("--hidden", type=int, help="Sub-network width (PatchNR: 512).")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float, help="Adam learning rate (cosine decay to 1 %).")
+@click.option("--clip", type=float, help="Gradient-norm clipping.")
+@click.option("--seed", type=int)
+@click.option("--val-every", type=int, help="Validate and save every N steps.")
+@click.option("--val-patches", type=int, help="Held-out validation patches.")
 @run_click_options()
 def train_patchnr_command(data: tuple[str, ...], out: str, release: str | None, **options: Any) -> None:
     """Train the patch normalizing flow of `patchnr` (PatchNR) on random patches of training images."""

@@ -34,7 +34,9 @@ def heavy_identity(monkeypatch):
     """identity as a method of 200 000 bytes per pixel: its 96×96 cell needs 1.6 GB + 1.7 GB."""
     monkeypatch.setitem(memory.MEASURED_BYTES_PER_PIXEL, "identity", 200_000.0)
     monkeypatch.delenv("BENCH_MEMORY_CHECK", raising=False)
-    return memory.estimate_bytes(object, "identity", 96, 96)
+    from bench.api import Method
+
+    return memory.estimate_bytes(Method, "identity", 96, 96)
 
 
 def test_a_grid_that_cannot_fit_is_refused_before_any_cell_runs(monkeypatch, tmp_path, photo, heavy_identity, run_cli):
@@ -75,12 +77,14 @@ def test_cached_cells_need_no_memory_and_the_check_can_be_switched_off(monkeypat
 
 
 def test_the_model_reads_a_method_class_declaration_first():
-    class Declared:
+    from bench.api import Method
+
+    class Declared(Method):
         memory_bytes_per_pixel = 1234
 
     assert memory.bytes_per_pixel(Declared, "identity") == 1234.0
-    assert memory.bytes_per_pixel(object, "identity") == memory.MEASURED_BYTES_PER_PIXEL["identity"]
-    assert memory.bytes_per_pixel(object, "no-such-method") == memory.DEFAULT_BYTES_PER_PIXEL
+    assert memory.bytes_per_pixel(Method, "identity") == memory.MEASURED_BYTES_PER_PIXEL["identity"]
+    assert memory.bytes_per_pixel(Method, "no-such-method") == memory.DEFAULT_BYTES_PER_PIXEL
     assert memory.estimate_bytes(Declared, "x", 1000, 1000) == memory.BASE_BYTES + 1234 * 10**6
 
 

@@ -32,9 +32,7 @@ HOOKS: dict[type, tuple[str, ...]] = {
     Degradation: ("make_operator", "simulate", "add_noise", "check_shape", "describe", "protocol"),
     Method: ("restore", "weights_note"),
 }
-# bench.memory keeps ``getattr(cls, "memory_bytes_per_pixel", None)``: tests/bench/test_memory_guard.py calls it
-# with classes that are not plugins (``object``).
-TOLERATED_GETATTR = {("memory.py", "memory_bytes_per_pixel")}
+TOLERATED_GETATTR: set[tuple[str, str]] = set()  # (file, attribute) pairs allowed to stay getattr reads: none
 
 
 def declared_line(base: type, name: str) -> str:

@@ -1,6 +1,6 @@
 """Auto-encoding priors (Bigdeli & Zwicker, "Image Restoration using Autoencoding Priors", 2017/2018).
 
-The momentum-descent loop shared with ``dmsp`` is :class:`bench.solvers.dae_prior.DAEPriorMethod`.
+The momentum-descent loop shared with ``dmsp`` is :class:`bench.families.dae_prior.DAEPriorMethod`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import torch
 
 from bench.api import Budget, RestoreContext, Tensor
 from bench.checkpoints import packaged_weights_note
+from bench.families.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
 from bench.nets.dae import DAE
 from bench.registry import register_method
-from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
 
 
 @register_method("daep")

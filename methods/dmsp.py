@@ -3,7 +3,7 @@
 A denoising auto-encoder ``D`` trained with noise σ_dae has the error
 ``D(x) − x ≈ σ_dae² ∇ log p_σ(x)`` (a mean-shift vector), so ``x − D(x + n)``
 is a stochastic gradient of the negative log prior. The momentum-descent loop
-shared with ``daep`` is :class:`bench.solvers.dae_prior.DAEPriorMethod`.
+shared with ``daep`` is :class:`bench.families.dae_prior.DAEPriorMethod`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 
 from bench.api import Budget, RestoreContext, Tensor
 from bench.checkpoints import packaged_weights_note
+from bench.families.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
 from bench.nets.dae import DAE
 from bench.registry import register_method
-from bench.solvers.dae_prior import DAEPriorMethod, DAEPriorParams, dae_weights_version
 
 
 @register_method("dmsp")

@@ -10,8 +10,8 @@ from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import weights_version
 from bench.nets.gmm import DEFAULT_MODEL
 from bench.registry import register_method
-from bench.solvers.dae_prior import fill_missing
 from bench.solvers.epll import PRIORS, beta_schedule, epll_restore
+from bench.solvers.initial import fill_missing
 
 
 @register_method("epll")

@@ -10,8 +10,8 @@ from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import packaged_weights_note, weights_version
 from bench.nets.patchnr import DEFAULT_CHECKPOINT, load_checkpoint
 from bench.registry import register_method
-from bench.solvers.dae_prior import fill_missing
 from bench.solvers.data_terms import DATA_TERMS, MIN_SIGMA, data_fidelity, log_data_term
+from bench.solvers.initial import fill_missing
 from bench.solvers.patchnr import patchnr_map
 
 

@@ -13,7 +13,7 @@ from bench.nets.drunet import DEFAULT_CHECKPOINT, DENOISERS, describe_denoiser, 
 from bench.physics.operator import TASKS, is_identity
 from bench.registry import register_method
 from bench.solvers.applicability import NotApplicable
-from bench.solvers.dae_prior import fill_missing
+from bench.solvers.initial import fill_missing
 from bench.solvers.pnp import SIGMA_FLOOR, denoise, get_rho_sigma, hqs_restore
 
 # HQS iterations by task when ``iterations`` is 0 (automatic): DPIR's 8 for deblurring (main_dpir_deblur.py,

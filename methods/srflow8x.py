@@ -1,4 +1,4 @@
-"""SRFlow 8× as a generic restorer (restore logic and model loading: :mod:`bench.solvers.srflow`).
+"""SRFlow 8× as a generic restorer (restore logic and model loading: :mod:`bench.families.srflow`).
 
 The default weights are the small CPU model trained here
 (``methods/weights/srflow8x_small.pt``, ``bench train srflow --scale 8``); the
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.checkpoints import packaged_weights_note, weights_version
+from bench.families.srflow import SRFlowMethod
 from bench.registry import register_method
-from bench.solvers.srflow import SRFlowMethod
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "srflow8x_small.pt"
 

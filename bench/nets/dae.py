@@ -11,7 +11,7 @@ Images are RGB on the [0, 1] scale; ``sigma`` is the training noise level on
 the 0-255 scale. Checkpoints hold the state dict, a config dict of primitives
 and training metadata, and are read with ``torch.load(weights_only=True)``.
 Training lives in :mod:`bench.training.dae`, the restoration loop in
-:mod:`bench.solvers.dae_prior`.
+:mod:`bench.families.dae_prior`.
 
 Example:
     >>> import torch

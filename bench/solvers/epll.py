@@ -9,7 +9,7 @@ sequence of β:
   with the highest posterior ``w_k N(z; 0, Σ_k + I/β)`` is chosen and the patch
   is Wiener-filtered with it, ``Σ_k (Σ_k + I/β)⁻¹ z``; the DC is put back (the
   original's ``aprxMAPGMM``). The patches are averaged into ``x̄``.
-- **x-step** (:func:`x_step`): ``argmin_x ‖A(x) − y‖²/σ² + β‖x − x̄‖²`` (the
+- **x-step** (:func:`bench.solvers.linear.x_step`): ``argmin_x ‖A(x) − y‖²/σ² + β‖x − x̄‖²`` (the
   original's ``λ = p²/σ²`` against the patch sum, divided by ``p²``), solved by
   conjugate gradients on the Gauss–Newton normal equations
   ``(JᵀJ/σ² + β) d = −Jᵀr/σ² − β(x − x̄)``, ``J`` the operator's Jacobian from
@@ -49,6 +49,7 @@ from bench.errors import CheckpointError
 from bench.nets.gmm import PatchGMM, upper_outer
 from bench.physics.color import from_opponent, to_opponent
 from bench.physics.operator import Observation, Tensor
+from bench.solvers.linear import x_step
 
 DENOISE_BETAS = (1, 4, 8, 16, 32)  # × 1/σ², EPLL's denoising demo
 DEBLUR_BETAS = (50, 100, 200, 400, 800, 1600, 3200)  # 50·[1 2 4 8 16 32 64], EPLL's deblurring demo
@@ -148,57 +149,6 @@ def z_step(prior: PatchPrior, x: Tensor, noise_var: float, stride: int = 1) -> T
     total = F.fold(full, (h, w), p)
     count = F.fold(selected, (h, w), p)
     return from_opponent((total / count).permute(1, 0, 2, 3)).to(x)
-
-
-def x_step(residual: Callable[[Tensor], Tensor], x: Tensor, target: Tensor, sigma: float, beta: float,
-           steps: int, linear: bool = False) -> Tensor:
-    """``steps`` conjugate-gradient iterations on ``(JᵀJ/σ² + β) d = −Jᵀr/σ² − β(x − target)``; returns ``x + d``.
-
-    ``residual(x)`` is ``A(x) − y`` (masked); ``J`` its Jacobian at ``x``: ``Jᵀv`` by autograd and ``J d``
-    by differentiating ``Jᵀu`` with respect to ``u`` (the double-backward trick), so any differentiable
-    operator works; for a linear one the system is exact. ``linear=True`` (the operator declares it) applies
-    ``J d = r(d) − r(0)`` directly, one forward pass instead of a double backward (much cheaper for large
-    blur kernels), with the same result.
-    """
-    inv_var = 1.0 / max(sigma, 1e-4) ** 2
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        r = residual(xg)
-        if linear:
-            with torch.no_grad():
-                offset = residual(torch.zeros_like(x))
-
-            def jacobian(d: Tensor) -> Tensor:
-                with torch.no_grad():
-                    return residual(d) - offset
-        else:
-            u = torch.zeros_like(r, requires_grad=True)
-            (jt_u,) = torch.autograd.grad(r, xg, grad_outputs=u, create_graph=True)
-
-            def jacobian(d: Tensor) -> Tensor:
-                return torch.autograd.grad(jt_u, u, grad_outputs=d, retain_graph=True)[0]
-
-        def normal(d: Tensor) -> Tensor:
-            (jtjd,) = torch.autograd.grad(r, xg, grad_outputs=jacobian(d), retain_graph=True)
-            return inv_var * jtjd + beta * d
-
-        (jt_r,) = torch.autograd.grad(r, xg, grad_outputs=r.detach(), retain_graph=True)
-        rhs = -(inv_var * jt_r + beta * (x - target)).detach()
-        d = torch.zeros_like(x)
-        res = rhs.clone()
-        direction = res.clone()
-        rr = float((res * res).sum())
-        for _ in range(steps):
-            if rr <= 1e-20:
-                break
-            q = normal(direction).detach()
-            alpha = rr / max(float((direction * q).sum()), 1e-30)
-            d = d + alpha * direction
-            res = res - alpha * q
-            rr_new = float((res * res).sum())
-            direction = res + (rr_new / rr) * direction
-            rr = rr_new
-    return (x + d).detach()
 
 
 def epll_restore(obs: Observation, prior: PatchPrior, betas: Sequence[float], stride: int = 1, cg_steps: int = 20,

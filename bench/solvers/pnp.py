@@ -2,7 +2,7 @@
 
 HQS alternates, for a decreasing sequence of denoiser levels ``σ_1 > … > σ_K``:
 
-- **data step** (:func:`bench.solvers.epll.x_step`): ``x = argmin ‖A(x) − y‖² + ρ_k‖x − z‖²`` by conjugate
+- **data step** (:func:`bench.solvers.linear.x_step`): ``x = argmin ‖A(x) − y‖² + ρ_k‖x − z‖²`` by conjugate
   gradients on the normal equations, ``Aᵀ`` from autograd (exact for the suite's linear operators; DPIR uses the
   closed FFT forms of its blur and bicubic operators instead, same minimiser);
 - **prior step**: ``z = D(x, σ_k)``, the noise-level-conditioned denoiser; with ``x8`` (DPIR's periodical
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from bench.physics.operator import Observation, Tensor
-from bench.solvers.epll import x_step
+from bench.solvers.linear import x_step
 
 SIGMA_START = 49 / 255  # DPIR's modelSigma1
 SIGMA_FLOOR = 0.255 / 255  # DPIR's smallest noise level: σ of ρ is max(0.255/255, σ_noise)

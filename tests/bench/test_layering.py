@@ -41,6 +41,7 @@ LAYERS = {
     "bench.nets": 3,
     "bench.training": 4,
     "bench.solvers": 4,
+    "bench.families": 4,  # base classes several plugins share (dmsp/daep, srflow4x/srflow8x), built on bench.solvers
     "degradations": 5,
     "methods": 5,
     **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",

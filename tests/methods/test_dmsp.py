@@ -12,7 +12,8 @@ from bench.datasets import load_dataset
 from bench.errors import CheckpointError
 from bench.metrics import psnr
 from bench.registry import available
-from bench.solvers.dae_prior import data_gradient, fill_missing, operator_gain
+from bench.solvers.initial import fill_missing
+from bench.solvers.linear import data_gradient, operator_gain
 from degradations.blur import Blur
 from degradations.inpaint import Inpaint
 from degradations.noise import Noise

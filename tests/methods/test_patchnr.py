@@ -12,7 +12,7 @@ from bench.errors import CheckpointError
 from bench.metrics import psnr
 from bench.nets.patchnr import DEFAULT_CHECKPOINT, PatchFlow, PatchNRConfig, load_checkpoint, save_checkpoint
 from bench.registry import get_degradation_class
-from bench.solvers.dae_prior import fill_missing
+from bench.solvers.initial import fill_missing
 from methods.patchnr import PatchNR
 
 

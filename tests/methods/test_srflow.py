@@ -10,9 +10,9 @@ import torch
 from bench.api import RestoreContext
 from bench.checkpoints import save_checkpoint
 from bench.errors import CheckpointError
+from bench.families.srflow import load_model
 from bench.nets.srflow import SRFlowConfig, SRFlowNet
 from bench.registry import available
-from bench.solvers.srflow import load_model
 from degradations.noise import Noise
 from degradations.sr import SuperResolution
 from methods.srflow4x import SRFlow4x

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bench.families.srflow import load_model
 from bench.images import save_png
 from bench.nets.srflow import SRFlowConfig
-from bench.solvers.srflow import load_model
 from bench.training.srflow import srflow_trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,13 +7,12 @@ descent with momentum on the data term plus a prior built from ``D``, with one
 network for every degradation. :class:`DAEPriorMethod` holds the loop; a plugin
 supplies the prior gradient and the data weight.
 
+A method family (:mod:`bench.families`): the base class two plugins share, built on the generic steps of
+:mod:`bench.solvers.linear` and :mod:`bench.solvers.initial`.
+
 Example:
-    >>> import torch
-    >>> mask = torch.zeros(1, 3, 4, 4)
-    >>> mask[..., ::2, ::2] = 1
-    >>> filled = fill_missing(torch.full((1, 3, 4, 4), 0.5) * mask, mask)
-    >>> bool((filled == 0.5).all())
-    True
+    >>> DAEPriorParams(iterations=8).iterations
+    8
 """
 
 from __future__ import annotations
@@ -24,61 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from bench.api import Method, Observation, Operator, RestoreContext, Tensor
+from bench.api import Method, Observation, RestoreContext, Tensor
 from bench.checkpoints import weights_version
 from bench.nets.dae import DAE, default_checkpoint, load_checkpoint
-
-
-def data_gradient(operator: Operator, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """``Aᵀ M (A(x) − y)`` by one vector–Jacobian product, and the masked residual ``M (A(x) − y)``.
-
-    Example:
-        >>> import torch
-        >>> from bench.api import Operator
-        >>> op = Operator(lambda x: 2 * x, in_shape=(2, 2), out_shape=(2, 2), sigma=0.0)
-        >>> g, r = data_gradient(op, torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2))
-        >>> float(g[0, 0, 0, 0]), float(r[0, 0, 0, 0])
-        (4.0, 2.0)
-    """
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        residual = operator.data_residual(xg, y)
-        (grad,) = torch.autograd.grad(residual, xg, grad_outputs=residual.detach())
-    return grad.detach(), residual.detach()
-
-
-def operator_gain(operator: Operator, x: Tensor, probe: Tensor, h: float = 1e-2) -> float:
-    """Mean ``‖M A ε‖²`` per observed value for white unit noise ``ε`` (``‖k‖²`` for a blur kernel).
-
-    A finite difference around ``x``, exact for linear operators, so it also
-    serves differentiable non-linear ones (kornia JPEG) approximately.
-    """
-    with torch.no_grad():
-        diff = operator.data_residual(x + h * probe, torch.zeros(())) - operator.data_residual(x, torch.zeros(()))
-        count = operator.mask.sum() if operator.mask is not None else torch.tensor(float(diff.numel()))
-        return float(diff.pow(2).sum() / (h * h) / count.clamp_min(1.0))
-
-
-def fill_missing(y: Tensor, mask: Tensor, passes: int = 8) -> Tensor:
-    """Observed pixels of ``y`` kept, missing ones filled by repeated normalised 3×3 averaging.
-
-    The official DMSP code initialises masked problems the same way (one pass);
-    repeating reaches pixels without an observed neighbour.
-    """
-    box = torch.ones(y.shape[1], 1, 3, 3, device=y.device, dtype=y.dtype)
-    known, values = mask.clone(), y * mask
-    for _ in range(passes):
-        if bool(known.min() > 0):
-            break
-        total = F.conv2d(F.pad(values, (1, 1, 1, 1), mode="replicate"), box, groups=y.shape[1])
-        weight = F.conv2d(F.pad(known, (1, 1, 1, 1), mode="replicate"), box, groups=y.shape[1])
-        fill = total / weight.clamp_min(1e-8)
-        new = (weight > 0).to(y.dtype)
-        values = torch.where(known > 0, values, fill * new)
-        known = torch.maximum(known, new)
-    return values
+from bench.solvers.initial import fill_missing
+from bench.solvers.linear import data_gradient, operator_gain
 
 
 def validate_params(params: Any) -> None:

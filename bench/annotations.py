@@ -242,21 +242,24 @@ def conventions_line(df: pd.DataFrame) -> str:
 
 
 def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None = None) -> list[str]:
-    """One line per method whose cells say what their trained weights are (the ``weights`` entry of the budget
-    JSON, :func:`bench.cells.weights_note`): a learned prior trained at a fraction of its published scale reads
-    as that, not as the published model.
+    """One line per method whose cells say what their trained weights are (the ``weights`` column,
+    :func:`bench.cells.weights_note`; rows stored before it existed kept it in the budget JSON): a learned prior
+    trained at a fraction of its published scale reads as that, not as the published model.
 
-    >>> df = pd.DataFrame({"method_label": ["flowprior", "tv"], "budget": ['{"weights": "trained on a CPU"}', None]})
-    >>> weights_lines(df, ["flowprior", "tv"])
-    ['Weights of flowprior: trained on a CPU.']
+    >>> df = pd.DataFrame({"method_label": ["flowprior", "tv", "dmsp"], "weights": ["trained on a CPU", None, None],
+    ...                    "budget": [None, None, '{"weights": "an older row"}']})
+    >>> weights_lines(df, ["flowprior", "tv", "dmsp"])
+    ['Weights of flowprior: trained on a CPU.', 'Weights of dmsp: an older row.']
     """
-    if "budget" not in df.columns:
+    if "weights" not in df.columns and "budget" not in df.columns:
         return []
     ok = df if status is None else df[status == "ok"]
+    column = ok["weights"] if "weights" in ok.columns else pd.Series(None, index=ok.index, dtype=object)
+    older = ok["budget"].map(lambda b: _json(b).get("weights")) if "budget" in ok.columns else column
+    notes_of = column.where(column.notna() & (column != ""), older)
     lines = []
     for method in methods:
-        notes = dict.fromkeys(n for n in (_json(b).get("weights") for b in ok.loc[ok["method_label"] == method,
-                                                                                   "budget"]) if n)
+        notes = dict.fromkeys(n for n in notes_of[ok["method_label"] == method] if isinstance(n, str) and n)
         if notes:
             lines.append(f"Weights of {method}: {' / '.join(str(n).rstrip('.') for n in notes)}.")
     return lines

@@ -15,8 +15,8 @@ Example:
     >>> method = instantiate("method", "identity", {}, "smoke")[0]
     >>> noise = instantiate("degradation", "noise", {}, "smoke")[0]
     >>> cell = Cell.make(method, noise, ImageItem("flat", np.full((16, 16, 3), 0.5, np.float32)), 0, "smoke", "demo")
-    >>> row = execute_cell(cell, MetricSuite(lpips=False))
-    >>> row["status"], row["psnr"] == row["input_psnr"]
+    >>> record = execute_cell(cell, MetricSuite(lpips=False))
+    >>> record.status, record.psnr == record.input_psnr
     ('ok', True)
 """
 
@@ -50,6 +50,7 @@ from bench.datasets import ImageItem
 from bench.errors import BenchError, ParameterError
 from bench.metrics import MetricSuite, psnr
 from bench.params import build_params, expand_grid, params_to_dict
+from bench.record import CellRecord
 from bench.registry import lookup
 from bench.solvers.applicability import NotApplicable
 
@@ -237,8 +238,8 @@ def make_observation(degradation: Degradation, clean: torch.Tensor, seed: int, i
 
 
 def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str = "cpu",
-                 progress: bool = False) -> dict[str, Any]:
-    """Restore one cell and score it. Returns the row (status 'ok', 'failed', or 'n/a' when the method
+                 progress: bool = False) -> CellRecord:
+    """Restore one cell and score it. Returns its record (status 'ok', 'failed', or 'n/a' when the method
     declares the task outside its scope, :class:`NotApplicable`); never raises for method errors. The
     clean image is used only here, for the metrics, after restoring."""
     method: Method = cell.method.plugin
@@ -253,7 +254,7 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         progress=progress,
     )
     torch.manual_seed(derived_seed("global", draws_from) % (2**31))
-    row = base_row(cell)
+    record = identify(cell)
     start = time.perf_counter()
     try:
         restore_obs = dataclasses.replace(obs, y=obs.y.to(device), operator=obs.operator.to(device))
@@ -270,38 +271,39 @@ def compute_cell(cell: Cell, obs: Observation, metrics: MetricSuite, device: str
         clean = to_tensor(cell.image.image)
         crop = metric_crop(cell.degradation)  # PSNR-Y's border: sr cells only
         scores = metrics(clean, to_tensor(restored.astype(np.float32) / 255.0), crop=crop)
-        row.update(status="ok", error=None, seconds=seconds, trace=ctx.trace or None, **clean_scores(scores),
-                   metric_impl=metrics.implementations(scores, crop=crop), **cell_budget(cell, ctx.steps))
-        row["_restored"] = restored
+        record = dataclasses.replace(record, status="ok", error=None, seconds=seconds, trace=ctx.trace or None,
+                                     **clean_scores(scores), metric_impl=metrics.implementations(scores, crop=crop),
+                                     **cell_budget(cell, ctx.steps), restored=restored)
     except NotApplicable as err:  # by design, not a failure: stored, shown as "n/a", never retried
-        row.update(status="n/a", error=str(err), seconds=time.perf_counter() - start, budget_fraction=None,
-                   budget=None)
+        record = dataclasses.replace(record, status="n/a", error=str(err), seconds=time.perf_counter() - start,
+                                     budget_fraction=None, budget=None)
     except Exception as err:  # the cell fails; the run goes on
-        row.update(status="failed", error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
+        record = dataclasses.replace(record, status="failed", error=f"{type(err).__name__}: {err}",
+                                     seconds=time.perf_counter() - start)
         log.debug("cell failed:\n%s", traceback.format_exc())
-    row["peak_memory_mb"] = peak_memory_mb(device)
-    row["hardware"] = hardware(str(device))
-    return row
+    record.peak_memory_mb = peak_memory_mb(device)
+    record.hardware = hardware(str(device))
+    return record
 
 
 def execute_cell(cell: Cell, metrics: MetricSuite, device: str = "cpu", progress: bool = False,
-                 cached_y: np.ndarray | None = None) -> dict[str, Any]:
+                 cached_y: np.ndarray | None = None) -> CellRecord:
     """Degrade (or rebuild the operator for a cached observation), restore and score one cell.
 
-    Runs anywhere (the local process or a worker) and never touches the store: the row it returns
-    carries the restored and degraded images (``_restored``, ``_degraded``) for the single writer.
+    Runs anywhere (the local process or a worker) and never touches the store: the record it returns
+    carries the restored and degraded images (``restored``, ``degraded``) for the single writer.
     """
     degradation = cell.degradation.plugin
     clean = to_tensor(cell.image.image)
     try:
         obs = make_observation(degradation, clean, cell.seed, cell.image.digest, cell.degradation.name, cached_y)
     except Exception as err:  # a degradation failing on one image fails that cell only
-        return failed_row(cell, f"degradation failed: {type(err).__name__}: {err}")
-    row = compute_cell(cell, obs, metrics, device, progress=progress)
-    row["input_psnr"] = input_psnr(cell, obs)
+        return failed_record(cell, f"degradation failed: {type(err).__name__}: {err}")
+    record = compute_cell(cell, obs, metrics, device, progress=progress)
+    record.input_psnr = input_psnr(cell, obs)
     if cached_y is None:  # the observation as a PNG shows it (a float one clipped to [0, 1], for display only)
-        row["_degraded"] = np.round(to_array(obs.y.clamp(0, 1)) * 255.0).astype(np.uint8)
-    return row
+        record.degraded = np.round(to_array(obs.y.clamp(0, 1)) * 255.0).astype(np.uint8)
+    return record
 
 
 def input_psnr(cell: Cell, obs: Observation) -> float | None:
@@ -368,33 +370,33 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def base_row(cell: Cell) -> dict[str, Any]:
-    """The row columns that identify a cell (everything but its outcome)."""
-    return {
-        "key": cell.key,
-        "method": cell.method.name,
-        "method_label": cell.method.label,
-        "method_params": cell.method.params,
-        "method_version": cell.method.version,
-        "degradation": cell.degradation.name,
-        "degradation_label": cell.degradation.label,
-        "degradation_params": cell.degradation.params,
-        "degradation_version": cell.degradation.version,
-        "degradation_description": cell.degradation.plugin.describe(),
-        "dataset": cell.dataset,
-        "image": cell.image.id,
-        "image_digest": cell.image.digest,
-        "seed": cell.seed,
-        "profile": cell.profile,
-        "bench_version": __version__,
-        "torch_version": torch.__version__,
+def identify(cell: Cell) -> CellRecord:
+    """The record of ``cell`` before its outcome: what identifies it, and the budget its parameters ask for."""
+    return CellRecord(
+        key=cell.key,
+        method=cell.method.name,
+        method_label=cell.method.label,
+        method_params=cell.method.params,
+        method_version=cell.method.version,
+        degradation=cell.degradation.name,
+        degradation_label=cell.degradation.label,
+        degradation_params=cell.degradation.params,
+        degradation_version=cell.degradation.version,
+        degradation_description=cell.degradation.plugin.describe(),
+        dataset=cell.dataset,
+        image=cell.image.id,
+        image_digest=cell.image.digest,
+        seed=cell.seed,
+        profile=cell.profile,
+        bench_version=__version__,
+        torch_version=torch.__version__,
         **cell_budget(cell),
-    }
+    )
 
 
 def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
-    """The ``budget_fraction`` and ``budget`` (JSON: used, reference, unit, source, and the method's
-    :func:`weights_note` where it has one) columns of a cell: the share
+    """The ``budget_fraction``, ``budget`` (JSON: used, reference, unit, source) and ``weights`` (the method's
+    :func:`weights_note`, None when it has none) columns of a cell: the share
     of its method's reference budget (:class:`bench.api.Budget`) it uses. ``steps`` are those counted while it
     ran; before that (None), what its parameters ask for (an automatic 0: the reference). None where the method
     declares no budget for the task.
@@ -402,7 +404,7 @@ def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
     >>> m = PluginInstance("method", "identity", Method(), {}, "identity", "v1")
     >>> d = PluginInstance("degradation", "noise", Degradation(), {}, "noise", "v2")
     >>> cell_budget(Cell.make(m, d, ImageItem("x", np.zeros((4, 4, 3), np.float32)), 0, "smoke", "demo"))
-    {'budget_fraction': None, 'budget': None}
+    {'budget_fraction': None, 'budget': None, 'weights': None}
     """
     budget = type(cell.method.plugin).reference_budget
     task = cell.degradation.plugin.task
@@ -413,19 +415,17 @@ def cell_budget(cell: Cell, steps: int | None = None) -> dict[str, Any]:
         used = budget.planned(cell.method.params, reference) or reference
     else:
         used = steps or budget.planned(cell.method.params, reference)
-    note = weights_note(cell.method)
+    weights = weights_note(cell.method) or None
     if used is None:
-        return {"budget_fraction": None, "budget": json.dumps({"weights": note}) if note else None}
+        return {"budget_fraction": None, "budget": None, "weights": weights}
     info = {"used": used, "reference": reference, "unit": budget.unit, "source": budget.source}
-    if note:
-        info["weights"] = note
-    return {"budget_fraction": used / reference, "budget": json.dumps(info, sort_keys=True)}
+    return {"budget_fraction": used / reference, "budget": json.dumps(info, sort_keys=True), "weights": weights}
 
 
 def weights_note(method: PluginInstance) -> str:
     """What a method says of the trained weights a cell runs with: its class's ``weights_note(params)`` (e.g. that
     the packaged prior was trained here on a CPU, far smaller than the published model), "" when it says nothing
-    or the cell uses other weights. Stored with the budget (key ``weights``); report captions repeat it.
+    or the cell uses other weights. Stored in the ``weights`` column; report captions repeat it.
 
     >>> weights_note(PluginInstance("method", "tv", Method(), {}, "tv", "v"))
     ''
@@ -433,8 +433,6 @@ def weights_note(method: PluginInstance) -> str:
     return str(type(method.plugin).weights_note(method.params) or "")
 
 
-def failed_row(cell: Cell, reason: str) -> dict[str, Any]:
-    """The row of a cell that could not be computed."""
-    row = base_row(cell)
-    row.update(status="failed", error=reason)
-    return row
+def failed_record(cell: Cell, reason: str) -> CellRecord:
+    """The record of a cell that could not be computed."""
+    return dataclasses.replace(identify(cell), status="failed", error=reason)

@@ -41,11 +41,12 @@ from typing import Any
 
 import torch
 
-from bench.cells import Cell, execute_cell, failed_row
+from bench.cells import Cell, execute_cell, failed_record
 from bench.config import show_warnings_as_lines
 from bench.errors import BenchError
 from bench.images import read_png
 from bench.metrics import MetricSuite
+from bench.record import CellRecord
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _init_worker(images: dict[str, Any], threads: int, parent_pid: int) -> None:
     _WORKER["images"] = images
 
 
-def _run_local_cell(cell: Cell, lpips: bool, device: str) -> dict[str, Any]:
+def _run_local_cell(cell: Cell, lpips: bool, device: str) -> CellRecord:
     """Worker side (local processes): the image comes from the initialiser's copy."""
     full = replace(cell, image=_WORKER["images"][cell.image_id])
     return execute_cell(full, _worker_metrics(lpips, device), device)
@@ -146,7 +147,7 @@ def _pass_through(item: Any) -> Any:
     return item
 
 
-def run_dask_cell(cell: Cell, image: Any, lpips: bool, device: str, threads: int) -> dict[str, Any]:
+def run_dask_cell(cell: Cell, image: Any, lpips: bool, device: str, threads: int) -> CellRecord:
     """Worker side (Dask): ``image`` is the result of the image's task, resolved by Dask."""
     if threads > 0:  # 0: an external cluster's workers keep their own setting
         torch.set_num_threads(threads)
@@ -165,7 +166,7 @@ class SerialExecutor:
         self.config = config
         self.store = store
 
-    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, CellRecord]]:
         # The thread count is never adapted to the machine's load: results of fits (DIP, the flow prior)
         # depend on it (reductions split across threads), and the same key must give the same numbers.
         # torch's default or OMP_NUM_THREADS decides; on a busy machine set OMP_NUM_THREADS=1 (README).
@@ -175,10 +176,10 @@ class SerialExecutor:
             if cell.degraded_key != last_key:
                 cached = self.store.get_degraded(cell.degraded_key)
                 last_key, last_y = cell.degraded_key, read_png(self.store.image_file(cached)) if cached else None
-            row = execute_cell(cell, metrics, self.config.device, self.config.progress, last_y)
-            if last_y is None and "_degraded" in row:
-                last_y = row["_degraded"].astype("float32") / 255.0
-            yield cell, row
+            record = execute_cell(cell, metrics, self.config.device, self.config.progress, last_y)
+            if last_y is None and record.degraded is not None:
+                last_y = record.degraded.astype("float32") / 255.0
+            yield cell, record
 
     def close(self) -> None:
         pass
@@ -205,7 +206,7 @@ class ProcessExecutor:
             initargs=({item.id: item for item in images}, threads_per_worker(self.config.jobs), os.getpid()),
         )
 
-    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, CellRecord]]:
         todo = [(replace(c, image=None), c, 0) for c in cells]
         while todo:
             self.pool = self._pool(images)
@@ -223,7 +224,7 @@ class ProcessExecutor:
                         if tries == 0:
                             todo.append((light, cell, 1))
                         else:
-                            yield cell, failed_row(cell, "worker process died twice while computing this cell")
+                            yield cell, failed_record(cell, "worker process died twice while computing this cell")
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
 
@@ -273,7 +274,7 @@ class DaskExecutor:
                                         dashboard_address=None, resources=resources)
             self.client = Client(self.cluster)
 
-    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    def run(self, cells: list[Cell], images: list[Any]) -> Iterator[tuple[Cell, CellRecord]]:
         from dask.distributed import as_completed
 
         # Each image is sent once, as a task whose result workers share. Unlike Client.scatter, a task
@@ -306,7 +307,7 @@ class DaskExecutor:
             try:
                 row = future.result()
             except Exception as err:  # KilledWorker and friends: record, go on
-                row = failed_row(cell, f"worker failed: {type(err).__name__}: {err}")
+                row = failed_record(cell, f"worker failed: {type(err).__name__}: {err}")
             if queue:
                 running.add(submit_next())
             yield cell, row

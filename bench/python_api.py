@@ -214,21 +214,19 @@ def restore(method: str, image: Any, degradation: str, seed: int = 0, profile: s
             raise ParameterError(f"restore computes one cell, but the parameters make a grid of {len(cells)}: give one "
                                  "value per parameter ([[8, 16]] for one list value), or use bench.run for a grid.")
         (cell,) = cells
-        row = execute_cell(cell, metric_suite(config.lpips, config.device), config.device, config.progress)
-        if row["status"] != "ok":
-            what = "does not apply" if row["status"] == "n/a" else "failed"
-            raise BenchError(f"{cell.method.label} {what} on {cell.degradation.label}: {row['error']}")
+        record = execute_cell(cell, metric_suite(config.lpips, config.device), config.device, config.progress)
+        if record.status != "ok":
+            what = "does not apply" if record.status == "n/a" else "failed"
+            raise BenchError(f"{cell.method.label} {what} on {cell.degradation.label}: {record.error}")
         # the cell's observation again, from the same seeded draws (execute_cell keeps only its 8-bit PNG form)
         obs = make_observation(cell.degradation.plugin, to_tensor(item.image), cell.seed, item.digest,
                                cell.degradation.name)
-    restored = row.pop("_restored").astype(np.float32) / 255.0
-    row.pop("_degraded", None)
     return Restoration(
-        restored=restored, observation=to_array(obs.y.float()), clean=item.image,
-        metrics={name: row.get(name) for name in METRIC_NAMES}, input_psnr=row.get("input_psnr"),
-        seconds=row.get("seconds"), key=cell.key, method=cell.method.label, degradation=cell.degradation.label,
+        restored=record.restored.astype(np.float32) / 255.0, observation=to_array(obs.y.float()), clean=item.image,
+        metrics={name: getattr(record, name) for name in METRIC_NAMES}, input_psnr=record.input_psnr,
+        seconds=record.seconds, key=cell.key, method=cell.method.label, degradation=cell.degradation.label,
         seed=cell.seed, profile=cell.profile, method_params=dict(cell.method.params),
-        degradation_params=dict(cell.degradation.params), row=row)
+        degradation_params=dict(cell.degradation.params), row=record.columns())
 
 
 def report(results_dir: str | os.PathLike = DEFAULT_RESULTS_DIR, format: str = "markdown", *,

@@ -20,7 +20,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bench.annotations import DAGGER, BudgetUse, budget_lines, is_below
 from bench.cells import Cell, cell_budget, instantiate, is_file_parameter
@@ -30,6 +29,7 @@ from bench.errors import BenchError, ParameterError
 from bench.executors import make_executor
 from bench.memory import check_memory
 from bench.profiles import get_profile
+from bench.record import CellRecord
 from bench.rescore import lpips_for_run
 from bench.store import Store
 
@@ -86,7 +86,7 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
     ]
 
 
-def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None = None,
+def run_grid(config: RunConfig, on_cell: Callable[[CellRecord], None] | None = None,
              store: Store | None = None) -> Summary:
     """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store.
 
@@ -129,17 +129,17 @@ def run_grid(config: RunConfig, on_cell: Callable[[dict[str, Any]], None] | None
         bar = tqdm(total=len(pending), desc="cells", unit="cell")
     executor = make_executor(config, store)
     try:
-        for cell, row in executor.run(pending, images):
-            write_row(store, row, cell)
-            if row["status"] == "ok":
+        for cell, record in executor.run(pending, images):
+            write_record(store, record, cell)
+            if record.status == "ok":
                 summary.computed += 1
-            elif row["status"] == "n/a":
+            elif record.status == "n/a":
                 summary.na += 1
             else:
                 summary.failed += 1
-                summary.errors.append(f"{cell.method.label} on {cell.degradation.label}/{cell.image_id}: {row['error']}")
+                summary.errors.append(f"{cell.method.label} on {cell.degradation.label}/{cell.image_id}: {record.error}")
             if on_cell:
-                on_cell(row)
+                on_cell(record)
             if bar:
                 bar.update(1)
     finally:
@@ -183,13 +183,11 @@ def budget_notice(cells: list[Cell]) -> str | None:
             f"reports mark them with {DAGGER}.")
 
 
-def write_row(store: Store, row: dict[str, Any], cell: Cell) -> None:
+def write_record(store: Store, record: CellRecord, cell: Cell) -> None:
     """Images first (atomic), then the row: a crash never leaves a row without its image."""
-    degraded = row.pop("_degraded", None)
-    if degraded is not None and store.get_degraded(cell.degraded_key) is None:
-        store.put_degraded(cell.degraded_key, degraded)
-    row["degraded_path"] = store.get_degraded(cell.degraded_key)
-    restored = row.pop("_restored", None)
-    if restored is not None:
-        row["output_path"] = store.put_image(restored)
-    store.put_cell(row)
+    if record.degraded is not None and store.get_degraded(cell.degraded_key) is None:
+        store.put_degraded(cell.degraded_key, record.degraded)
+    record.degraded_path = store.get_degraded(cell.degraded_key)
+    if record.restored is not None:
+        record.output_path = store.put_image(record.restored)
+    store.put_cell(record)

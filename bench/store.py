@@ -46,40 +46,10 @@ import numpy as np
 from bench.errors import BenchError, storage_error, storage_writes
 from bench.images import save_png, to_uint8
 from bench.metric_specs import METRIC_NAMES
+from bench.record import COLUMNS, CellRecord
 from bench.stored_images import CorruptImageError, image_path_for, read_stored_image, stored_image  # noqa: F401
 
-CELL_COLUMNS = {
-    "key": "TEXT PRIMARY KEY",
-    "method": "TEXT",
-    "method_label": "TEXT",
-    "method_params": "TEXT",
-    "method_version": "TEXT",
-    "degradation": "TEXT",
-    "degradation_label": "TEXT",
-    "degradation_params": "TEXT",
-    "degradation_version": "TEXT",
-    "degradation_description": "TEXT",
-    "dataset": "TEXT",
-    "image": "TEXT",
-    "image_digest": "TEXT",
-    "seed": "INTEGER",
-    "profile": "TEXT",
-    "status": "TEXT",
-    "error": "TEXT",
-    **{name: "REAL" for name in METRIC_NAMES},  # one column per metric, in metric order
-    "metric_impl": "TEXT",  # JSON {metric: implementation that produced its value}, see bench.metrics
-    "input_psnr": "REAL",
-    "seconds": "REAL",
-    "peak_memory_mb": "REAL",
-    "budget_fraction": "REAL", "budget": "TEXT",  # share of the method's reference budget; JSON used/reference/unit
-    "output_path": "TEXT",
-    "degraded_path": "TEXT",
-    "trace": "TEXT",
-    "bench_version": "TEXT",
-    "torch_version": "TEXT",
-    "created": "TEXT",
-    "hardware": "TEXT",  # what computed the cell (bench.cells.hardware); exported with it by bench.bundle
-}
+CELL_COLUMNS = COLUMNS  # the one schema: bench.record.CellRecord's fields
 DB_NAME = "results.sqlite"
 KEPT = "Completed cells are kept."  # what a failed write of the store leaves: every earlier cell (see the docstring)
 JSON_COLUMNS = ("method_params", "degradation_params", "trace", "metric_impl")
@@ -321,11 +291,13 @@ class Store:
         return {r["key"] for r in rows
                 if state[r["output_path"]] == "ok" and not (r["degraded_path"] and state[r["degraded_path"]] != "ok")}
 
-    def put_cell(self, row: dict[str, Any]) -> None:
-        """Insert or replace one cell row (a failed row never replaces an ok one)."""
+    def put_cell(self, row: CellRecord | dict[str, Any]) -> None:
+        """Insert or replace one cell (a :class:`~bench.record.CellRecord`, or its columns as a dict, e.g. a bundle's
+        row); a failed cell never replaces an ok one."""
         self._writable()
-        row = dict(row)
-        row.setdefault("created", _now())
+        row = row.columns() if isinstance(row, CellRecord) else dict(row)  # a record replaces every column
+        if row.get("created") is None:
+            row["created"] = _now()
         for k in JSON_COLUMNS:
             if k in row and not isinstance(row[k], str) and row[k] is not None:
                 row[k] = json.dumps(row[k], sort_keys=True)

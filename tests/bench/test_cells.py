@@ -33,10 +33,10 @@ def test_not_applicable_is_an_na_row_with_its_reason(monkeypatch):
 
     monkeypatch.setattr(Identity, "restore", refuse)
     row = execute_cell(cell(degradation="sr"), MetricSuite(lpips=False))
-    assert row["status"] == "n/a"
-    assert row["error"] == "identity does not apply to the task 'sr': no scheme for this task here"
-    assert "_restored" not in row and row.get("psnr") is None
-    assert row["budget_fraction"] is None
+    assert row.status == "n/a"
+    assert row.error == "identity does not apply to the task 'sr': no scheme for this task here"
+    assert row.restored is None and row.psnr is None
+    assert row.budget_fraction is None
 
 
 def test_other_errors_still_fail(monkeypatch):
@@ -45,7 +45,7 @@ def test_other_errors_still_fail(monkeypatch):
 
     monkeypatch.setattr(Identity, "restore", broken)
     row = execute_cell(cell(), MetricSuite(lpips=False))
-    assert row["status"] == "failed" and "boom" in row["error"]
+    assert row.status == "failed" and "boom" in row.error
 
 
 def test_not_applicable_survives_a_worker_process_boundary():
@@ -63,21 +63,23 @@ def test_budget_share_of_a_method_with_a_reference(monkeypatch):
     c = cell("tv", overrides={"iterations": "10"})
     obs = c.degradation.plugin.degrade(torch.full((1, 3, 16, 16), 0.5), torch.Generator().manual_seed(0))
     row = compute_cell(c, obs, MetricSuite(lpips=False))
-    assert row["status"] == "ok" and row["budget_fraction"] == pytest.approx(0.01)  # the 10 iterations it ran
+    assert row.status == "ok" and row.budget_fraction == pytest.approx(0.01)  # the 10 iterations it ran
 
 
 def test_no_budget_without_a_declaration():
-    assert cell_budget(cell("identity")) == {"budget_fraction": None, "budget": None}
+    assert cell_budget(cell("identity")) == {"budget_fraction": None, "budget": None, "weights": None}
 
 
-def test_packaged_weights_are_described_with_the_budget_and_other_weights_are_not():
-    """A learned prior's packaged CPU weights travel with each cell's budget, so reports can say what they are."""
-    packaged = json.loads(cell_budget(cell("flowprior", profile="quick"))["budget"])
-    assert packaged["reference"] == 200 and "trained here on one CPU core" in packaged["weights"]
-    own = json.loads(cell_budget(cell("flowprior", overrides={"checkpoint": "mine.pt"}, profile="quick"))["budget"])
-    assert "weights" not in own
-    srflow = cell_budget(cell("srflow4x", "sr"))  # no iteration budget: the budget column holds only the note
-    assert srflow["budget_fraction"] is None and "39.5 M" in json.loads(srflow["budget"])["weights"]
+def test_packaged_weights_are_described_in_their_own_column_and_other_weights_are_not():
+    """A learned prior's packaged CPU weights travel with each cell (the ``weights`` column), so reports can say
+    what they are; the budget column holds the budget only."""
+    packaged = cell_budget(cell("flowprior", profile="quick"))
+    assert json.loads(packaged["budget"])["reference"] == 200 and "trained here on one CPU core" in packaged["weights"]
+    assert "weights" not in json.loads(packaged["budget"])
+    own = cell_budget(cell("flowprior", overrides={"checkpoint": "mine.pt"}, profile="quick"))
+    assert own["weights"] is None and json.loads(own["budget"])["reference"] == 200
+    srflow = cell_budget(cell("srflow4x", "sr"))  # no iteration budget: no budget, but the note
+    assert srflow["budget_fraction"] is None and srflow["budget"] is None and "39.5 M" in srflow["weights"]
 
 
 def test_task_dependent_reference_and_auto_scale():

@@ -46,6 +46,6 @@ def test_a_stochastic_restoration_is_unchanged_by_a_code_version_change(monkeypa
     first = execute_cell(cell(), metrics)
     second = execute_cell(cell(version="edited"), metrics)
     third = execute_cell(cell(seed=1), metrics)
-    assert first["status"] == second["status"] == "ok"
-    assert first["psnr"] == second["psnr"] and first["ssim"] == second["ssim"]
-    assert third["psnr"] != first["psnr"]
+    assert first.status == second.status == "ok"
+    assert first.psnr == second.psnr and first.ssim == second.ssim
+    assert third.psnr != first.psnr

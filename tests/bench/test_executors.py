@@ -8,6 +8,7 @@ import torch
 from bench import executors
 from bench.cells import Cell, instantiate
 from bench.datasets import ImageItem
+from bench.record import CellRecord
 from bench.store import Store
 
 
@@ -18,7 +19,7 @@ def test_serial_runs_keep_the_thread_count_whatever_the_load(monkeypatch, tmp_pa
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 5.0, 3.0))
     seen = []
-    monkeypatch.setattr(executors, "execute_cell", lambda *args: seen.append(torch.get_num_threads()) or {})
+    monkeypatch.setattr(executors, "execute_cell", lambda *args: seen.append(torch.get_num_threads()) or CellRecord())
     method = instantiate("method", "identity", {}, "smoke")[0]
     noise = instantiate("degradation", "noise", {}, "smoke")[0]
     cell = Cell.make(method, noise, ImageItem("flat", np.full((16, 16, 3), 0.5, np.float32)), 0, "smoke", "demo")

@@ -27,6 +27,7 @@ LAYERS = {
     "bench.draws": 0,
     "bench.params": 0,
     "bench.metric_specs": 0,
+    "bench.record": 0,  # the result of one cell: CellRecord, whose fields are the store's columns
     "bench.registry": 1,
     "bench.profiles": 1,
     "bench.images": 1,

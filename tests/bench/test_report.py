@@ -131,8 +131,8 @@ def test_the_caption_counts_each_degradations_images_when_a_store_is_partial():
 
 def test_a_weights_note_becomes_one_caption_line_per_method_in_every_format():
     rows = [row("identity", "noise", psnr=20.0), row("flowprior", "noise", psnr=24.0)]
-    rows[1]["budget"] = json.dumps({"used": 60, "reference": 200, "unit": "iterations", "source": "S",
-                                    "weights": "trained here on one CPU core"})
+    rows[1]["budget"] = json.dumps({"used": 60, "reference": 200, "unit": "iterations", "source": "S"})
+    rows[1]["weights"] = "trained here on one CPU core"
     rows[1]["budget_fraction"] = 0.3
     frame = pd.DataFrame(rows + [dict(rows[1], image="y"), dict(rows[0], image="y")])
     for fmt in ("markdown", "latex", "html"):

@@ -155,13 +155,13 @@ def test_the_stored_degraded_png_is_the_observation_clipped_for_display():
     cell = Cell.make(method, noise, image, 0, "smoke", "demo")
     row = execute_cell(cell, MetricSuite(lpips=False))
     obs = make_observation(noise.plugin, bright(32), 0, image.digest, "noise")
-    shown = row["_degraded"]
+    shown = row.degraded
     assert shown.dtype == np.uint8
     expected = np.round(to_array(obs.y.clamp(0, 1)) * 255).astype(np.uint8)
     assert np.array_equal(shown, expected)  # below 0 shows black, above 1 white: no wrap-around
     assert (to_array(obs.y) < 0).any() and (shown[to_array(obs.y) < 0] == 0).all()
     # identity's output and the input PSNR follow the metric conventions: clipped and rounded to 8 bits
-    assert row["status"] == "ok" and row["psnr"] == row["input_psnr"]
+    assert row.status == "ok" and row.psnr == row.input_psnr
 
 
 def test_apply_protocol_refuses_quantize_without_clip():

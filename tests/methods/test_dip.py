@@ -174,9 +174,9 @@ def test_output_does_not_depend_on_the_clean_image():
     real = compute_cell(cell, obs, metrics)
     cell.image = ImageItem(item.id, np.zeros_like(item.image), digest=item.digest)  # a clean image it must not use
     fake = compute_cell(cell, obs, metrics)
-    assert real["status"] == fake["status"] == "ok"
-    assert np.array_equal(real["_restored"], fake["_restored"])
-    assert real["psnr"] != fake["psnr"]
+    assert real.status == fake.status == "ok"
+    assert np.array_equal(real.restored, fake.restored)
+    assert real.psnr != fake.psnr
 
 
 def test_dip_resolves_conv_into_the_key_and_refuses_winograd_in_bfloat16(monkeypatch):

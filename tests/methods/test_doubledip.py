@@ -108,9 +108,9 @@ def test_output_does_not_depend_on_the_clean_image():
     real = compute_cell(cell, obs, metrics)
     cell.image = ImageItem(item.id, np.ones_like(item.image), digest=item.digest)
     fake = compute_cell(cell, obs, metrics)
-    assert real["status"] == fake["status"] == "ok"
-    assert np.array_equal(real["_restored"], fake["_restored"])
-    assert real["psnr"] != fake["psnr"]
+    assert real.status == fake.status == "ok"
+    assert np.array_equal(real.restored, fake.restored)
+    assert real.psnr != fake.psnr
 
 
 def test_warmup_holds_the_artifact_layer_and_best_fit_is_returned():

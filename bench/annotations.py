@@ -4,7 +4,7 @@
   :class:`bench.solvers.applicability.NotApplicable` because the task is outside what it handles
   by design. Shown as "n/a", distinct from "–" (missing or failed); the reason is given once.
 * **†**: the method ran below its reference (published) budget (:class:`bench.api.Budget`,
-  the ``budget_fraction`` and ``budget`` columns of :func:`bench.cells.cell_budget`). One caption
+  the ``budget_fraction`` and ``budget`` columns of :func:`bench.compute.cell_budget`). One caption
   line per method says how far below, with the profile and the reference's source.
 
 Rows of stores made before these columns existed simply carry no marks.
@@ -243,7 +243,7 @@ def conventions_line(df: pd.DataFrame) -> str:
 
 def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None = None) -> list[str]:
     """One line per method whose cells say what their trained weights are (the ``weights`` column,
-    :func:`bench.cells.weights_note`; rows stored before it existed kept it in the budget JSON): a learned prior
+    :func:`bench.compute.weights_note`; rows stored before it existed kept it in the budget JSON): a learned prior
     trained at a fraction of its published scale reads as that, not as the published model.
 
     >>> df = pd.DataFrame({"method_label": ["flowprior", "tv", "dmsp"], "weights": ["trained on a CPU", None, None],

@@ -287,7 +287,7 @@ class Degradation(Plugin):
 
     def eight_bit(self) -> bool:
         """Whether observations are 8-bit images in [0, 1], which a stored PNG holds exactly (a float observation
-        is simulated again from its seed instead of read back from its PNG, :func:`bench.cells.make_observation`)."""
+        is simulated again from its seed instead of read back from its PNG, :func:`bench.compute.make_observation`)."""
         return self.protocol() == (True, True)
 
     def degrade(self, clean: Tensor, generator: torch.Generator) -> Observation:

@@ -96,7 +96,7 @@ def export_bundle(results_dir: str | os.PathLike, out: str | os.PathLike, method
     """Write the cells ``bench report`` shows for these filters (ok and failed) into the bundle ``out``."""
     import torch
 
-    from bench.cells import hardware
+    from bench.compute import hardware
 
     if not (Path(results_dir) / DB_NAME).exists():
         raise BenchError(f"no results in '{results_dir}'; run `bench run` first or pass --results-dir.")

@@ -188,7 +188,7 @@ class ModelCache(Generic[ModelT]):
 
 
 def packaged_weights_note(text: str) -> Any:
-    """A method's ``weights_note`` (read by :func:`bench.cells.weights_note`): ``text``, what the packaged weights
+    """A method's ``weights_note`` (read by :func:`bench.compute.weights_note`): ``text``, what the packaged weights
     are, while a cell uses them (its ``checkpoint`` parameter empty); "" for a cell with other weights.
 
     >>> note = packaged_weights_note("trained here on a CPU").__func__

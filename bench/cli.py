@@ -173,7 +173,7 @@ def list_cmd() -> None:
               help="Print strict JSON: null for a missing or infinite value, psnr_infinite: true for identical images.")
 def metrics(ref: str, dist: str, as_json: bool) -> None:
     """PSNR, SSIM, MS-SSIM and LPIPS of one image pair (REF is the reference)."""
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.images import load_image, to_uint8
     from bench.metrics import MetricSuite
 

@@ -41,7 +41,8 @@ from typing import Any
 
 import torch
 
-from bench.cells import Cell, execute_cell, failed_record
+from bench.cells import Cell
+from bench.compute import execute_cell, failed_record
 from bench.config import show_warnings_as_lines
 from bench.errors import BenchError
 from bench.images import read_png

@@ -388,7 +388,7 @@ class MetricSuite:
     def score(self, ref: Tensor, dist: Tensor, names: Iterable[str] = METRIC_NAMES,
               crop: int | None = None) -> dict[str, float]:
         """The metrics ``names`` of one pair (NaN: missing or not applicable). ``crop`` is PSNR-Y's border, the
-        scale factor of a super-resolution cell (:func:`bench.cells.metric_crop`); without it PSNR-Y is NaN.
+        scale factor of a super-resolution cell (:func:`bench.compute.metric_crop`); without it PSNR-Y is NaN.
 
         LPIPS runs on a second thread while PSNR and the SSIMs run on this one: each is single-threaded torch
         (no parallel region that waits for a descheduled thread under load), so a free second core halves the

@@ -7,7 +7,7 @@ Each is the command line's code path with Python values in and out, not a second
   (:func:`bench.keycache.run_or_recall`: remembered keys, the store's cache, :func:`bench.runner.run_grid`). It
   returns the run's cells as the store holds them, one row per method × degradation × image × seed.
 * :func:`restore` builds one cell as the grid does (:func:`bench.runner.build_cells`) and computes it with
-  :func:`bench.cells.execute_cell`: the cache key, the random draws and the scores of the cell of that image in a
+  :func:`bench.compute.execute_cell`: the cache key, the random draws and the scores of the cell of that image in a
   ``bench run`` with the same seed and profile. Nothing is stored.
 * :func:`report` returns what ``bench report`` prints (:func:`bench.cli.report_text`).
 
@@ -194,7 +194,7 @@ def restore(method: str, image: Any, degradation: str, seed: int = 0, profile: s
         Traceback (most recent call last):
         bench.errors.UnknownNameError: unknown degradation 'nosie'. Did you mean 'noise'? Available: ...
     """
-    from bench.cells import execute_cell, make_observation, to_array, to_tensor
+    from bench.compute import execute_cell, make_observation, to_array, to_tensor
     from bench.config import check_device_available, run_config_from
     from bench.runner import build_cells
 

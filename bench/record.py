@@ -36,7 +36,7 @@ def carried_image(doc: str) -> Any:
 class CellRecord:
     """One computed cell: what identifies it, its outcome, where its images are, and what computed it."""
 
-    # what identifies the cell (the cache key hashes them; :func:`bench.cells.identify` fills them in)
+    # what identifies the cell (the cache key hashes them; :func:`bench.compute.identify` fills them in)
     key: str = column("TEXT PRIMARY KEY", "", "the cache key")
     method: str = column(doc="the method's registered name")
     method_label: str = column(doc="the method as reports name it (parameters that differ in brackets)")
@@ -74,7 +74,7 @@ class CellRecord:
     bench_version: str | None = column()
     torch_version: str | None = column()
     created: str | None = column(doc="when the row was written")
-    hardware: str | None = column(doc="what computed the cell (bench.cells.hardware)")
+    hardware: str | None = column(doc="what computed the cell (bench.compute.hardware)")
     # carried to the writer, never stored as columns
     restored: Any = carried_image("the restored image, uint8 H×W×3 (ok cells)")
     degraded: Any = carried_image("the observation as its PNG shows it, uint8 H×W×3 (when it is not stored yet)")

@@ -75,7 +75,7 @@ def missing(value: Any) -> bool:
 
 def row_crop(row: dict[str, Any]) -> int | None:
     """PSNR-Y's border crop for a stored row: its sr degradation's scale factor, else None (no PSNR-Y)."""
-    from bench.cells import metric_crop
+    from bench.compute import metric_crop
 
     return metric_crop(str(row.get("degradation")), row.get("degradation_params"))
 
@@ -117,7 +117,7 @@ def lpips_or_error(device: str) -> Any:
 def store_scores(store: Any, summary: RescoreSummary, row: dict[str, Any], label: str, scores: dict[str, Any],
                  suite: Any) -> None:
     """Write the values of ``scores`` that are not missing into ``row``'s cell and count them in ``summary``."""
-    from bench.cells import clean_scores
+    from bench.compute import clean_scores
 
     values = {m: v for m, v in clean_scores(scores).items() if v is not None}  # never replace by a missing one
     if not values:
@@ -144,7 +144,7 @@ def lpips_for_run(config: Any, store: Any, cells: list[Any], done: set[str], com
     Unavailable: one warning for the whole run (workers hold theirs back, :mod:`bench.executors`)."""
     import sys
 
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.metrics import LPIPS_ENV
     from bench.store import CorruptImageError
 
@@ -181,7 +181,7 @@ def rescore(results_dir: str | Path, metrics: Collection[str] | None = None, onl
             dataset: str | None = None, profile: str | None = None, data_root: str | None = None,
             progress: bool = False) -> RescoreSummary:
     """Compute ``metrics`` (default all) of the ok rows matching the filters, from their stored images."""
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.figures import CleanImages
     from bench.metrics import MS_SSIM_MIN_SIDE, MetricSuite
     from bench.selection import select_rows

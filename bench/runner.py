@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.annotations import DAGGER, BudgetUse, budget_lines, is_below
-from bench.cells import Cell, cell_budget, instantiate, is_file_parameter
+from bench.cells import Cell, instantiate, is_file_parameter
+from bench.compute import cell_budget
 from bench.config import RunConfig, check_device_available, parse_overrides  # noqa: F401 (re-exported)
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import BenchError, ParameterError

@@ -19,7 +19,8 @@ import time
 import torch
 
 from bench.api import RestoreContext
-from bench.cells import instantiate, to_tensor
+from bench.cells import instantiate
+from bench.compute import to_tensor
 from bench.datasets import load_dataset
 from bench.metrics import psnr
 from bench.registry import available

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.api import Budget
-from bench.cells import Cell, cell_budget, compute_cell, execute_cell, instantiate
+from bench.cells import Cell, instantiate
+from bench.compute import cell_budget, compute_cell, execute_cell
 from bench.datasets import ImageItem
 from bench.metrics import MetricSuite
 from bench.solvers.applicability import NotApplicable
@@ -103,7 +104,7 @@ def test_an_automatic_count_is_predicted_as_the_reference_and_measured_when_run(
 
 def test_a_cached_jpeg_observation_is_simulated_again_with_its_file():
     """The JPEG file's coefficients are part of the observation: a cached y does not drop them."""
-    from bench.cells import make_observation
+    from bench.compute import make_observation
 
     c = cell("identity", "jpeg")
     clean = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))

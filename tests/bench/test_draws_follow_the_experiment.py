@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from bench.api import Method
-from bench.cells import Cell, execute_cell, instantiate
+from bench.cells import Cell, instantiate
+from bench.compute import execute_cell
 from bench.datasets import ImageItem
 from bench.metrics import MetricSuite
 

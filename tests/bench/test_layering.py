@@ -45,7 +45,7 @@ LAYERS = {
     "bench.families": 4,  # base classes several plugins share (dmsp/daep, srflow4x/srflow8x), built on bench.solvers
     "degradations": 5,
     "methods": 5,
-    **{f"bench.{name}": 6 for name in ("config", "cells", "executors", "runner", "store", "selection", "tables", "stats",
+    **{f"bench.{name}": 6 for name in ("config", "cells", "compute", "executors", "runner", "store", "selection", "tables", "stats",
                                         "annotations", "report", "plots", "figures", "baseline", "rescore", "bundle",
                                         "bundle_cli", "keycache", "significance", "stored_images", "memory", "cli", "python_api")},
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cells import to_tensor
+from bench.compute import to_tensor
 from bench.images import load_image
 from bench.metrics import LpipsMetric, MetricSuite, intra_op_threads, ms_ssim, psnr, ssim
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cells import compute_cell
+from bench.compute import compute_cell
 from bench.errors import BenchError, ParameterError
 from bench.runner import RunConfig, parse_overrides, run_grid
 from bench.store import Store
@@ -151,7 +151,7 @@ def _can_write(path):
 def test_compute_cell_output_matches_stored_png(tmp_path):
     run_grid(config(tmp_path, methods=["tv"], degradations=["jpeg"], limit=1))
     row = Store(tmp_path / "res").rows()[0]
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.datasets import load_dataset
     from bench.images import read_png
     from bench.metrics import psnr

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cells import Cell, degradation_generator, execute_cell, instantiate, make_observation, to_array
+from bench.cells import Cell, degradation_generator, instantiate
+from bench.compute import execute_cell, make_observation, to_array
 from bench.datasets import ImageItem
 from bench.errors import ParameterError
 from bench.metrics import MetricSuite

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.api import Observation, Operator, RestoreContext
-from bench.cells import compute_cell, instantiate, make_observation, to_tensor
+from bench.cells import instantiate
+from bench.compute import compute_cell, make_observation, to_tensor
 from bench.datasets import ImageItem, load_dataset
 from bench.errors import ParameterError
 from bench.metrics import MetricSuite, psnr

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import RestoreContext
-from bench.cells import instantiate, to_tensor
+from bench.cells import instantiate
+from bench.compute import to_tensor
 from bench.datasets import load_dataset
 from bench.errors import CheckpointError
 from bench.metrics import psnr

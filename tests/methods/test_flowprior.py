@@ -96,7 +96,7 @@ def test_bad_checkpoint_setting(tmp_path):
 
 def test_operators_on_the_full_image(tiny_checkpoint, restores_through_the_operator):
     params = FlowPrior.Params(checkpoint=tiny_checkpoint, iterations=2, patch=16, margin=2)
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.datasets import load_dataset
 
     clean = to_tensor(load_dataset("builtin", limit=1, crop=32)[0].image)  # a photo: random pixels average out in sr
@@ -109,7 +109,7 @@ def test_operators_on_the_full_image(tiny_checkpoint, restores_through_the_opera
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="packaged flowprior weights not present")
 def test_map_beats_identity_on_noise_and_is_deterministic():
-    from bench.cells import to_tensor
+    from bench.compute import to_tensor
     from bench.datasets import load_dataset
 
     clean = to_tensor(load_dataset("builtin", limit=1, crop=64)[0].image)

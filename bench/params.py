@@ -170,3 +170,24 @@ def split_grid_string(text: str) -> Any:
         return stripped
     parts = [p.strip() for p in stripped.split(",")]
     return parts if len(parts) > 1 else stripped
+
+
+def shared_fields(target: type, params: Any) -> dict[str, Any]:
+    """The values of ``params`` (a dataclass instance) for the fields the dataclass ``target`` also has: a plugin
+    builds its solver's settings from its parameters without copying them field by field.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Fit:
+    ...     iterations: int
+    ...     lr: float = 0.01
+    >>> @dataclass
+    ... class Params:
+    ...     lr: float = 0.1
+    ...     task: str = "auto"
+    >>> shared_fields(Fit, Params())
+    {'lr': 0.1}
+    """
+    names = {f.name for f in dataclasses.fields(target)}
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.name in names}
+

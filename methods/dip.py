@@ -6,8 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
+from bench.params import shared_fields
 from bench.registry import register_method
-from bench.solvers.dip import ITERATION_PROFILES, DipFit, fit_dip, resolve_precision, resolve_task, task_recipe
+from bench.solvers.dip import (
+    ITERATION_PROFILES,
+    DipFit,
+    fit_dip,
+    reference_iterations,
+    resolve_precision,
+    resolve_task,
+    task_recipe,
+)
 from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, check_options
 
 
@@ -63,8 +72,7 @@ class DeepImagePrior(Method):
     the blur operator in the loss. What still differs from the notebooks is
     listed in docs/dip.md.
 
-    The quick budgets fit a CPU (~3 min per 256² image and task on one core)
-    and suffice for heavy noise, not for JPEG or ``multi``, whose inputs are
+    The quick budgets fit a CPU (timings: docs/methods.md) and suffice for heavy noise, not for JPEG or ``multi``, whose inputs are
     already good: there DIP needs the paper budget (measurements in
     docs/dip.md).
 
@@ -116,20 +124,20 @@ class DeepImagePrior(Method):
             default="auto", metadata={"help": "auto: the task's notebook rule"}
         )
         precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
-            default="auto",
+            default=DipFit.precision,
             metadata={
                 "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
                 "the same numbers on every CPU kernel path (CI smoke grid)"
             },
         )
         channels_last: Literal["auto", "on", "off"] = field(
-            default="auto", metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
+            default=DipFit.channels_last, metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
         )
         conv: Literal["auto", "direct", "winograd"] = field(
-            default="auto", metadata={"help": "auto: winograd in float32 on a CPU, else direct (measured)"}
+            default=DipFit.conv, metadata={"help": "auto: winograd in float32 on a CPU, else direct (measured)"}
         )
         early_stop: Literal["off", "wmv"] = field(
-            default="off", metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
+            default=DipFit.early_stop, metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
         )
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
@@ -152,7 +160,7 @@ class DeepImagePrior(Method):
     profiles = ITERATION_PROFILES
     reference_budget = Budget(
         "iterations",
-        {"noise": 3000, "jpeg": 2400, "sr": 2000, "sr8": 4000, "inpaint": 11000, "blur": 3000, "multi": 3000},
+        reference_iterations(),  # the recipes' own counts (bench.solvers.dip.PAPER_SETTINGS)
         source="Ulyanov et al. 2018, official notebooks (inpaint: restoration.ipynb); blur and multi: no official run, "
         "the denoising count",
         scale="iteration_scale",
@@ -187,19 +195,8 @@ class DeepImagePrior(Method):
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = resolve_precision(self.params, obs.y.device.type)  # as in the key, also when built by hand
         s = self.resolve(obs)
-        fit = DipFit(
-            iterations=s["iterations"],
-            reg_noise_std=s["reg_noise_std"],
-            net=s["net"],
-            input_depth=s["input_depth"],
-            lr=s["lr"],
-            ema=s["ema"],
-            backtrack=s["backtrack"],
-            precision=p.precision,
-            channels_last=p.channels_last,
-            conv=p.conv,
-            early_stop=p.early_stop,
-            es_window=p.es_window,
-            es_patience=p.es_patience,
-        )
+        # the parameters the fit shares with the plugin (numeric path, early stopping), then the task's recipe as
+        # resolve() settled it for this cell (iterations, reg noise, net, lr, output average, backtracking)
+        recipe = {name: s[name] for name in ("iterations", "reg_noise_std", "net", "input_depth", "lr", "ema", "backtrack")}
+        fit = DipFit(**{**shared_fields(DipFit, p), **recipe})
         return fit_dip(obs, ctx, fit)

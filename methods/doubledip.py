@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
+from bench.params import shared_fields
 from bench.registry import register_method
 from bench.solvers.dip import ITERATION_PROFILES, resolve_precision, resolve_task
 from bench.solvers.dip_double import PAPER_ITERATIONS, DoubleDipFit, default_std_weight, fit_double_dip
@@ -94,31 +95,33 @@ class DoubleDIP(Method):
         )
         iterations: int = field(default=0, metadata={"help": "0 = auto: 4000 × iteration_scale"})
         iteration_scale: float = field(default=1.0, metadata={"help": "set by the profile (quick 0.1, smoke 0.01)"})
-        lr: float = 0.001
-        input_depth: int = 8
-        reg_noise_std: float = field(default=1 / 30, metadata={"help": "on the clean layer's code"})
-        exclusion_weight: float = 0.1
+        lr: float = DoubleDipFit.lr
+        input_depth: int = DoubleDipFit.input_depth
+        reg_noise_std: float = field(default=DoubleDipFit.reg_noise_std, metadata={"help": "on the clean layer's code"})
+        exclusion_weight: float = DoubleDipFit.exclusion_weight
         std_weight: float = field(default=-1.0, metadata={"help": "< 0 = auto: 0.005 for noise/jpeg/multi, else 0"})
-        energy_weight: float = 1.0
-        artifact_range: float = field(default=3.0, metadata={"help": "the artifact layer spans ±artifact_range·σ"})
+        energy_weight: float = DoubleDipFit.energy_weight
+        artifact_range: float = field(
+            default=DoubleDipFit.artifact_range, metadata={"help": "the artifact layer spans ±artifact_range·σ"}
+        )
         warmup: float = field(
-            default=0.9,
+            default=DoubleDipFit.warmup,
             metadata={"help": "fraction of iterations with the artifact layer held at 0 (docs/tuning/doubledip.md)"},
         )
-        output: Literal["best_fit", "last", "ema"] = "best_fit"
-        ema: float = field(default=0.99, metadata={"help": "weight of the running average when output=ema"})
+        output: Literal["best_fit", "last", "ema"] = DoubleDipFit.output
+        ema: float = field(default=DoubleDipFit.ema, metadata={"help": "weight of the running average when output=ema"})
         precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
-            default="auto",
+            default=DoubleDipFit.precision,
             metadata={
                 "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
                 "the same numbers on every CPU kernel path (CI smoke grid)"
             },
         )
         channels_last: Literal["auto", "on", "off"] = field(
-            default="auto", metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
+            default=DoubleDipFit.channels_last, metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
         )
         early_stop: Literal["off", "wmv"] = field(
-            default="off", metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
+            default=DoubleDipFit.early_stop, metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
         )
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
@@ -169,22 +172,6 @@ class DoubleDIP(Method):
     def restore(self, obs: Observation, ctx: RestoreContext) -> Tensor:
         p = resolve_precision(self.params, obs.y.device.type)  # as in the key, also when built by hand
         s = self.resolve(obs)
-        fit = DoubleDipFit(
-            iterations=s["iterations"],
-            lr=p.lr,
-            input_depth=p.input_depth,
-            reg_noise_std=p.reg_noise_std,
-            exclusion_weight=p.exclusion_weight,
-            std_weight=s["std_weight"],
-            energy_weight=p.energy_weight,
-            artifact_range=p.artifact_range,
-            warmup=p.warmup,
-            output=p.output,
-            ema=p.ema,
-            precision=p.precision,
-            channels_last=p.channels_last,
-            early_stop=p.early_stop,
-            es_window=p.es_window,
-            es_patience=p.es_patience,
-        )
+        # the parameters the fit shares with the plugin, then what resolve() decided for this cell
+        fit = DoubleDipFit(**{**shared_fields(DoubleDipFit, p), "iterations": s["iterations"], "std_weight": s["std_weight"]})
         return fit_double_dip(obs, ctx, fit)

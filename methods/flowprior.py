@@ -46,7 +46,7 @@ class FlowPrior(Method):
     4 px margins; ``A`` acts on the full image; inpainting masks via
     ``data_residual``), by Adam with a cosine-decayed step ``lr`` from
     ``u = T⁻¹(A.init(y))`` (bicubic for ``sr``). Profiles set ``iterations``:
-    smoke 5, quick 60 (~20 s per 256² crop on one CPU core), paper 200. ``lr`` =
+    smoke 5, quick 60, paper 200 (timings: docs/methods.md). ``lr`` =
     0.005 and ``prior_weight`` = 0.1 were chosen on the 14 tuning-split crops
     (128²) that ``flowprior_default.pt`` never saw, by mean PSNR over noise,
     jpeg and multi (``python benchmarks/tune_constants.py flowprior``, log

@@ -41,8 +41,7 @@ class PatchNR(Method):
     ``python benchmarks/tune_constants.py patchnr``, log ``docs/tuning/patchnr.md``),
     the quick budget on held-out BSDS/Yang91 training crops (``benchmarks/tune_patchnr.py``),
     never on evaluation images.
-    Profiles: smoke 5 iterations × 500 patches, quick 50 × 2 500 (roughly 10–20 s of
-    CPU per 256² crop on one core), paper 600 × 40 000 (the official deblurring run).
+    Profiles: smoke 5 iterations × 500 patches, quick 50 × 2 500, paper 600 × 40 000 (the official deblurring run).
 
     Example:
         >>> import os, tempfile, torch

@@ -69,6 +69,17 @@ PAPER_SETTINGS: dict[str, Recipe] = {
                    "no official run: the super-resolution recipe with the denoising budget"),
     "multi": Recipe(3000, 1 / 30, "skip", 32, 0.01, 0.99, "denoising", "no official run: the denoising recipe"),
 }
+
+
+def reference_iterations() -> dict[str, int]:
+    """The published iteration counts per task, read from :data:`PAPER_SETTINGS` (the one place they are written):
+    the plugin's reference budget. ``sr`` is the ×4 recipe (and ×2, which has no run of its own), ``sr8`` the ×8 one.
+
+    >>> reference_iterations()["noise"], reference_iterations()["sr"], reference_iterations()["sr8"]
+    (3000, 2000, 4000)
+    """
+    counts = {task: recipe.iterations for task, recipe in PAPER_SETTINGS.items() if not task.startswith("sr")}
+    return {**counts, "sr": PAPER_SETTINGS["sr4"].iterations, "sr8": PAPER_SETTINGS["sr8"].iterations}
 SIGMA_50 = 50 / 255  # denoising.ipynb: reg_noise_std 1/20 from this noise level on
 BACKTRACK_RULES = ("off", "denoising", "restoration")
 BACKTRACK_DB = 5.0  # both notebooks: back when the PSNR of the fit to y fell by more than 5 dB since the last check

@@ -44,7 +44,7 @@ class DoubleDipFit:
 
     Example:
         >>> DoubleDipFit(iterations=40).warmup
-        0.5
+        0.9
     """
 
     iterations: int
@@ -55,7 +55,7 @@ class DoubleDipFit:
     std_weight: float = 0.0
     energy_weight: float = 1.0
     artifact_range: float = 3.0  # the artifact layer spans ±artifact_range·σ
-    warmup: float = 0.5  # fraction of iterations with the artifact layer held at 0
+    warmup: float = 0.9  # fraction of iterations with the artifact layer held at 0 (docs/tuning/doubledip.md)
     output: str = "best_fit"  # "best_fit", "last" or "ema"
     ema: float = 0.99  # weight of the running average when output=ema
     # "auto" in the next two is resolved by resolve_precision, exactly as the ``doubledip`` plugin's key resolves it

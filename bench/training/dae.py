@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig(RunOptions):
-    """Hyper-parameters of :func:`train_dae` (defaults: the CPU variant, ~10 min on one core) and the run
+    """Hyper-parameters of :func:`train_dae` (defaults: the CPU variant; its training time is in its model card) and the run
     options of :class:`bench.training.loop.RunOptions` (a checkpoint every ``val_every`` steps).
 
     Example:

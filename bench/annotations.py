@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from bench.metric_specs import CONVENTIONS, LPIPS_NO_WEIGHTS, LPIPS_NOT_COMPUTED, PSNR_Y_CONVENTION
+from bench.record import CAPTION_NOTES
 
 NA = "n/a"
 DAGGER = "†"
@@ -120,7 +121,7 @@ def cell_notes(df: pd.DataFrame, degradations: list[str], methods: list[str], pr
                 notes.below[(degradation, method)] = use
     origin_lines = provenance(df[status == "ok"], notes, profile)
     notes.lines = (na_lines(notes.na) + budget_lines(notes.below, profile) + origin_lines
-                   + weights_lines(df, methods, status) + data_term_lines(df, status) + missing_lpips_lines(df, status))
+                   + weights_lines(df, methods, status) + caption_note_lines(df, status) + missing_lpips_lines(df, status))
     return notes
 
 
@@ -265,43 +266,28 @@ def weights_lines(df: pd.DataFrame, methods: list[str], status: pd.Series | None
     return lines
 
 
-QCS_TRACE_KEY = "qcs_width"  # = bench.solvers.data_terms.QCS_TRACE_KEY (not imported: reports stay torch-free)
+def caption_note_lines(df: pd.DataFrame, status: pd.Series | None = None) -> list[str]:
+    """One line per method and note its ok cells said (:meth:`bench.api.RestoreContext.note`, in their traces),
+    naming the degradations it applies to; none when no cell said anything. Reports know no method's features.
 
-
-def data_term_lines(df: pd.DataFrame, status: pd.Series | None = None) -> list[str]:
-    """One line naming the methods whose cells used the JPEG quantisation constraint as their data term (from
-    their traces), and what every other cell used; none when no cell used it.
-
-    >>> df = pd.DataFrame({"method_label": ["flowprior", "pnp"], "degradation_label": ["jpeg", "jpeg"],
-    ...     "trace": ['{"qcs_width": [0.5]}', None]})
-    >>> data_term_lines(df)
-    ['JPEG data term: flowprior (jpeg) used the quantisation cells of the JPEG file (width 0.5 of the step); every other cell: Gaussian ‖A(x) − y‖²/2σ² (JPEG error as noise of the effective σ).']
+    >>> df = pd.DataFrame({"method_label": ["flowprior", "flowprior", "pnp"], "degradation_label": ["jpeg", "multi",
+    ...     "jpeg"], "trace": ['{"caption_notes": ["JPEG data term: QCS"]}'] * 2 + [None]})
+    >>> caption_note_lines(df)
+    ['flowprior (jpeg, multi): JPEG data term: QCS.']
     """
     if "trace" not in df.columns:
         return []
-    used: dict[str, dict[str, set[float]]] = {}
-    candidates = df[df["trace"].astype(str).str.contains(QCS_TRACE_KEY, regex=False)]  # few rows: parse only those
+    said: dict[tuple[str, str], list[str]] = {}
+    candidates = df[df["trace"].astype(str).str.contains(CAPTION_NOTES, regex=False)]  # few rows: parse only those
     for index, row in candidates.iterrows():
         if status is not None and status[index] != "ok":
             continue
         trace = row["trace"] if isinstance(row["trace"], dict) else _json(row["trace"])
-        widths = trace.get(QCS_TRACE_KEY)
-        if widths:
-            by_degradation = used.setdefault(str(row["method_label"]), {})
-            by_degradation.setdefault(str(row["degradation_label"]), set()).update(float(w) for w in widths)
-    if not used:
-        return []
-    parts = []
-    for method, by_degradation in used.items():
-        widths = sorted(set().union(*by_degradation.values()))
-        parts.append(
-            f"{method} ({', '.join(by_degradation)}) used the quantisation cells of the JPEG file "
-            f"(width {', '.join(f'{w:g}' for w in widths)} of the step)"
-        )
-    return [
-        f"JPEG data term: {'; '.join(parts)}; every other cell: Gaussian ‖A(x) − y‖²/2σ² (JPEG error as noise "
-        "of the effective σ)."
-    ]
+        for note in trace.get(CAPTION_NOTES) or []:
+            degradations = said.setdefault((str(row["method_label"]), str(note).rstrip(".")), [])
+            if str(row["degradation_label"]) not in degradations:
+                degradations.append(str(row["degradation_label"]))
+    return [f"{method} ({', '.join(degradations)}): {note}." for (method, note), degradations in said.items()]
 
 
 def na_lines(na: dict[tuple[str, str], str]) -> list[str]:

@@ -26,6 +26,7 @@ import torch
 # Re-exported so plugins keep writing ``from bench.api import Operator, quantize``.
 from bench import draws
 from bench.physics.operator import TASKS, Observation, Operator, Tensor, apply_protocol, quantize
+from bench.record import CAPTION_NOTES
 
 __all__ = [
     "TASKS",
@@ -81,6 +82,20 @@ class RestoreContext:
     def log(self, key: str, value: float) -> None:
         """Append ``value`` to the named trace (stored with the result)."""
         self.trace.setdefault(key, []).append(float(value))
+
+    def note(self, text: str) -> None:
+        """Say something about how this cell was computed that a reader of the table needs (one line, e.g. which data
+        term it used). Stored in the trace (:data:`CAPTION_NOTES`); reports add one caption line per method and note,
+        naming the degradations it applies to. A note said twice in one cell counts once.
+
+        >>> ctx = RestoreContext(generator=torch.Generator())
+        >>> ctx.note("used the JPEG file's quantisation cells"); ctx.note("used the JPEG file's quantisation cells")
+        >>> ctx.trace
+        {'caption_notes': ["used the JPEG file's quantisation cells"]}
+        """
+        notes = self.trace.setdefault(CAPTION_NOTES, [])
+        if text not in notes:
+            notes.append(" ".join(str(text).split()))
 
     def randn(self, *shape: int, like: Tensor | None = None) -> Tensor:
         """Standard normal draw from the cell's generator (on CPU, the same on every CPU kernel path, then moved)."""

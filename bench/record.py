@@ -92,6 +92,9 @@ class CellRecord:
         return cls(**row)
 
 
+# The trace entry holding a cell's caption notes (bench.api.RestoreContext.note; reports read it, torch-free).
+CAPTION_NOTES = "caption_notes"
+
 COLUMNS: dict[str, str] = {f.name: f.metadata["sql"] for f in dataclasses.fields(CellRecord) if "sql" in f.metadata}
 missing_metrics = [name for name in METRIC_NAMES if name not in COLUMNS]
 if missing_metrics:  # a metric registered in bench.metric_specs needs its column here

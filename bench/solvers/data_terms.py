@@ -38,7 +38,7 @@ from bench.physics.operator import Observation, Tensor
 DataTerm = Literal["operator", "qcs"]
 DATA_TERMS: tuple[str, ...] = ("operator", "qcs")
 MIN_SIGMA = 1e-3
-QCS_TRACE_KEY = "qcs_width"  # the trace entry that says a cell used the QCS data term (read by reports)
+QCS_TRACE_KEY = "qcs_width"  # the trace entry holding the QCS width a cell used (diagnostics)
 
 
 def data_fidelity(obs: Observation, x: Tensor, term: DataTerm = "operator", qcs_width: float = 1.0) -> Tensor:
@@ -53,9 +53,12 @@ def data_fidelity(obs: Observation, x: Tensor, term: DataTerm = "operator", qcs_
 
 
 def log_data_term(ctx: RestoreContext, obs: Observation, term: DataTerm, qcs_width: float) -> bool:
-    """Record the QCS width in the trace (key ``qcs_width``) when ``term`` uses the JPEG quantisation of ``obs``;
-    reports name the data term of such runs in their captions. Returns whether it did."""
+    """When ``term`` uses the JPEG quantisation of ``obs``: record the width in the trace (``qcs_width``) and say so
+    in a caption note (:meth:`bench.api.RestoreContext.note`), so a report names the data term of such cells.
+    Returns whether it did."""
     used = term == "qcs" and quantization_of(obs.operator) is not None
     if used:
         ctx.log(QCS_TRACE_KEY, qcs_width)
+        ctx.note(f"JPEG data term: the quantisation cells of the JPEG file (width {qcs_width:g} of the step), not the "
+                 "Gaussian ‖A(x) − y‖²/2σ² of the other cells (JPEG error as noise of the effective σ)")
     return used

@@ -45,15 +45,29 @@ def test_qcs_falls_back_to_the_gaussian_term_without_a_jpeg_file():
     assert not log_data_term(ctx, obs, "qcs", 1.0) and ctx.trace == {}
 
 
-def test_the_trace_records_the_qcs_width():
+def test_the_trace_records_the_qcs_width_and_a_caption_note():
     obs = Jpeg().degrade(image(), torch.Generator().manual_seed(0))
     ctx = RestoreContext(generator=torch.Generator())
-    assert log_data_term(ctx, obs, "qcs", 0.5) and ctx.trace == {QCS_TRACE_KEY: [0.5]}
+    assert log_data_term(ctx, obs, "qcs", 0.5) and ctx.trace[QCS_TRACE_KEY] == [0.5]
+    (note,) = ctx.trace["caption_notes"]
+    assert note.startswith("JPEG data term: the quantisation cells of the JPEG file (width 0.5 of the step)")
+    plain = RestoreContext(generator=torch.Generator())
+    assert not log_data_term(plain, obs, "operator", 0.5) and plain.trace == {}
     with pytest.raises(ValueError, match="data term"):
         data_fidelity(obs, image(), "l1")  # type: ignore[arg-type]
 
 
-def test_reports_read_the_same_trace_key():
-    from bench.annotations import QCS_TRACE_KEY as REPORT_KEY
+def test_reports_caption_what_the_cells_said_without_knowing_the_method():
+    import json
 
-    assert REPORT_KEY == QCS_TRACE_KEY
+    import pandas as pd
+
+    from bench.annotations import caption_note_lines
+
+    obs = Jpeg().degrade(image(), torch.Generator().manual_seed(0))
+    ctx = RestoreContext(generator=torch.Generator())
+    log_data_term(ctx, obs, "qcs", 0.5)
+    df = pd.DataFrame({"method_label": ["flowprior", "tv"], "degradation_label": ["jpeg", "jpeg"],
+                       "trace": [json.dumps(ctx.trace), None], "status": ["ok", "ok"]})
+    (line,) = caption_note_lines(df, df["status"])
+    assert line.startswith("flowprior (jpeg): JPEG data term: the quantisation cells")

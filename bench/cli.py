@@ -72,14 +72,14 @@ def cli(verbose: int) -> None:
 def run(**options: Any) -> None:
     """Run the grid methods × degradations × images × seeds; cached cells are not recomputed."""
     from bench.config import parse_overrides, run_config_from_options
-    from bench.keycache import run_or_recall, run_table
+    from bench.keycache import run_or_recall
 
     # Everything is validated here, before any image is read or any cell computed (bench.config is the schema).
     run_config = run_config_from_options(options, parse_overrides(options["sets"]))
     # all cells cached and their keys remembered: no torch, no plugins, no images read (bench/keycache.py);
     # bench.run (bench/python_api.py) makes its run with the same calls (run_config_from_options, run_or_recall)
-    summary = run_or_recall(run_config)
-    click.echo(run_table(run_config, summary))
+    summary = run_or_recall(run_config, table=True)  # one store connection: the cells and their table
+    click.echo(summary.table)
     for error in summary.errors[:10]:
         click.echo(f"failed: {error}", err=True)
     for line in recomputed_warnings(summary.corrupt, summary.missing):  # damaged or absent stored PNGs

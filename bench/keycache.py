@@ -22,7 +22,9 @@ those warnings are shown on every run; the ``note:`` lines a run printed, which 
 (``Summary.notes``), are replayed. The run's table is
 remembered too, with a digest of the stored rows it shows: while they are unchanged it is printed as it
 was (no pandas, no report code); once they change (``bench rescore``, an import) it is rendered again.
-A snapshot taken before the keys are computed guards against a file edited while the grid runs.
+A snapshot taken before the keys are computed guards against a file edited while the grid runs. One store
+connection serves a whole run (:func:`run_or_recall`): the check of the remembered cells, or the cells computed,
+and the table.
 
 Example:
     >>> import tempfile
@@ -219,7 +221,7 @@ class Watch(logging.Handler):
 
 @dataclass
 class CachedSummary:
-    """What :func:`bench.runner.run_grid` returns (its ``Summary``), for a run served from remembered keys."""
+    """What :func:`bench.runner.run_cells` returns (its ``Summary``), for a run served from remembered keys."""
 
     keys: list[str]
     computed: int = 0
@@ -238,26 +240,17 @@ class CachedSummary:
         return f"computed 0, cached {self.cached}, failed 0"  # Summary.line() of a run that computed nothing
 
 
-def cached_run(config: Any) -> CachedSummary | None:
-    """The run of ``config`` when its keys are remembered and every cell is in the store, intact; else None.
+def cached_run(config: Any, store: Any, remembered: Remembered) -> CachedSummary | None:
+    """The run of ``config`` when every cell of its ``remembered`` keys is in ``store`` (open), intact; else None.
 
     Its ``note:`` lines are printed again on stderr."""
-    from bench.store import DB_NAME, Store
-
-    remembered = remembered_keys(config)
-    if remembered is None or not (Path(config.results_dir) / DB_NAME).is_file():
-        return None
-    store = Store(config.results_dir)
-    try:
-        wanted = set(remembered.keys)
-        done = store.cached_keys(remembered.keys) | ({r["key"] for r in store.rows("n/a")} & wanted)
-        table = remembered.table if done == wanted and remembered.table else None
-        if table is not None and table[0] != rows_digest(store, remembered.keys):
-            table = None
-    finally:
-        store.close()
+    wanted = set(remembered.keys)
+    done = store.cached_keys(remembered.keys) | ({r["key"] for r in store.rows("n/a")} & wanted)
     if done != wanted:
         return None  # something to compute (or a damaged image to recompute): the normal path says what
+    table = remembered.table
+    if table is not None and table[0] != rows_digest(store, remembered.keys):
+        table = None
     for note in remembered.notes:
         print(note, file=sys.stderr)
     return CachedSummary(list(remembered.keys), table=table[1] if table else None)
@@ -280,21 +273,23 @@ def rows_digest(store: Any, keys: list[str]) -> str:
     return digest.hexdigest()
 
 
-def run_table(config: Any, summary: Any) -> str:
+def run_table(config: Any, summary: Any, store: Any = None) -> str:
     """The Markdown table of a run's cells: the remembered one when its rows are unchanged, else rendered (with
-    pandas and the report code) and remembered."""
+    pandas and the report code, from ``store`` when one is open) and remembered."""
     from bench.store import Store
 
     if getattr(summary, "table", None) is not None:
         return summary.table
     from bench.report import render
 
-    store = Store(config.results_dir)
+    own = store is None
+    store = Store(config.results_dir) if own else store
     try:
         text = render(store.dataframe(summary.keys), "markdown")  # the run's rows only, not the whole store
         digest = rows_digest(store, list(summary.keys))
     finally:
-        store.close()
+        if own:
+            store.close()
     path = entry_path(config, request(config))
     try:
         entry = json.loads(path.read_text(encoding="utf-8"))
@@ -306,32 +301,56 @@ def run_table(config: Any, summary: Any) -> str:
     return text
 
 
-def run_or_recall(config: Any) -> Any:
+def run_or_recall(config: Any, table: bool = False) -> Any:
     """The run of ``config`` as ``bench run`` and the Python API's ``bench.run`` make it: served from its remembered
     keys when every cell is stored and intact (:func:`cached_run`, a :class:`CachedSummary`), else computed and
-    remembered (:func:`remember_run`, :func:`bench.runner.run_grid`'s ``Summary``)."""
-    return cached_run(config) or remember_run(config)
+    remembered (:func:`remember_run`, :func:`bench.runner.run_cells`'s ``Summary``). ``table``: also its Markdown
+    table (``summary.table``). One store connection serves the whole run: the check, the cells and the table."""
+    from bench.store import DB_NAME, Store
+
+    remembered = remembered_keys(config)
+    store = None
+    try:
+        if remembered is not None and (Path(config.results_dir) / DB_NAME).is_file():
+            store = Store(config.results_dir)
+            summary = cached_run(config, store, remembered)
+            if summary is not None:
+                if table:
+                    summary.table = run_table(config, summary, store)
+                return summary
+        summary, store = remember_run(config, store)
+        if table:
+            summary.table = run_table(config, summary, store)
+        return summary
+    finally:
+        if store is not None:
+            store.close()
 
 
-def remember_run(config: Any) -> Any:
-    """:func:`bench.runner.run_grid` of ``config``, its keys remembered for the next run (see the module docstring)."""
+def remember_run(config: Any, store: Any = None) -> tuple[Any, Any]:
+    """The run of ``config`` (:func:`bench.runner.prepare_grid`, then :func:`bench.runner.run_cells` into ``store``,
+    opened once the grid is valid when None), its keys remembered for the next run (see the module docstring).
+    Returns the run's summary and the open store."""
     from bench.cells import is_file_parameter
     from bench.errors import BenchError
     from bench.registry import lookup
-    from bench.runner import run_grid
+    from bench.runner import prepare_grid, run_cells
+    from bench.store import Store
 
     packages = set()
     for kind, names in (("method", config.methods), ("degradation", config.degradations)):
         for name in names:
-            with contextlib.suppress(BenchError):  # an unknown name: run_grid says so, in its order
+            with contextlib.suppress(BenchError):  # an unknown name: prepare_grid says so, in its order
                 packages.add(lookup(kind, name).__module__.split(".")[0])
     given = {value for table in config.overrides.values() for name, values in table.items() if is_file_parameter(name)
              for value in (values if isinstance(values, list) else [values]) if isinstance(value, str) and value}
     before = snapshot(config, packages, given)  # the files as the keys are computed from them
     with watching() as watch:
-        summary = run_grid(config)
+        images, cells = prepare_grid(config)  # nothing is created in the results directory for an invalid grid
+        store = Store(config.results_dir) if store is None else store
+        summary = run_cells(config, images, cells, store)
     remember(config, list(summary.keys), watch, packages, set(summary.parameter_files) | given, before, summary.notes)
-    return summary
+    return summary, store
 
 
 @contextlib.contextmanager

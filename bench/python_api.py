@@ -4,7 +4,7 @@ Each is the command line's code path with Python values in and out, not a second
 
 * :func:`run` builds its configuration as ``bench run`` does (:func:`bench.config.run_config_from_options`: one
   schema, the same defaults and checks, a ``config`` TOML file too) and runs it with the same call
-  (:func:`bench.keycache.run_or_recall`: remembered keys, the store's cache, :func:`bench.runner.run_grid`). It
+  (:func:`bench.keycache.run_or_recall`: remembered keys, the store's cache, :func:`bench.runner.run_cells`). It
   returns the run's cells as the store holds them, one row per method × degradation × image × seed.
 * :func:`restore` builds one cell as the grid does (:func:`bench.runner.build_cells`) and computes it with
   :func:`bench.compute.execute_cell`: the cache key, the random draws and the scores of the cell of that image in a

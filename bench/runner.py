@@ -53,6 +53,7 @@ class Summary:
     corrupt: list[str] = field(default_factory=list)  # damaged stored images found (their cells were recomputed)
     missing: list[str] = field(default_factory=list)  # stored images found absent (their cells were recomputed)
     notes: list[str] = field(default_factory=list)  # the ``note:`` lines the run printed (a cached re-run repeats them)
+    table: str | None = None  # the run's Markdown table, when the caller asked for it (bench.keycache.run_or_recall)
     parameter_files: list[str] = field(default_factory=list)  # files the cells' parameters name (``checkpoint=``)
 
     def line(self) -> str:
@@ -87,41 +88,44 @@ def build_cells(config: RunConfig, images: list[ImageItem]) -> list[Cell]:
     ]
 
 
-def run_grid(config: RunConfig, on_cell: Callable[[CellRecord], None] | None = None,
-             store: Store | None = None) -> Summary:
-    """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store.
+def run_grid(config: RunConfig, on_cell: Callable[[CellRecord], None] | None = None) -> Summary:
+    """Run (or load from the cache) every cell of ``config``'s grid; the caller's process writes the store."""
+    images, cells = prepare_grid(config)
+    store = Store(config.results_dir)
+    try:
+        return run_cells(config, images, cells, store, on_cell)
+    finally:
+        store.close()
 
-    ``store``: an open connection to ``config.results_dir`` to use (and leave open), so that a caller that reads
-    the run's rows afterwards (:mod:`bench.keycache`) needs no second one; by default the run opens and closes its
-    own."""
+
+def prepare_grid(config: RunConfig) -> tuple[list[ImageItem], list[Cell]]:
+    """The grid's images and cells, everything validated (device, dataset, names, parameters, shapes), before any
+    store is opened or any cell computed."""
     if config.executor == "local":  # once, up front (a Dask run's device is on its workers)
         check_device_available(config.device)
     profile = get_profile(config.profile)
     crop = config.crop if config.crop is not None else profile.crop
     limit = config.limit if config.limit is not None else profile.default_limit
     images = load_dataset(config.dataset, limit=limit, crop=crop, data_root=config.data_root)
-    cells = build_cells(config, images)
-    owned = store is None
-    store = Store(config.results_dir) if store is None else store
+    return images, build_cells(config, images)
+
+
+def run_cells(config: RunConfig, images: list[ImageItem], cells: list[Cell], store: Store,
+              on_cell: Callable[[CellRecord], None] | None = None) -> Summary:
+    """Compute the cells of a prepared grid that ``store`` (open, left open) does not hold, and write them."""
     notice = budget_notice(cells)
     if notice:
         print(notice, file=sys.stderr, flush=True)
     done = store.cached_keys(c.key for c in cells)  # verifies their PNGs: a damaged one is recomputed
     done |= {r["key"] for r in store.rows("n/a")} & {c.key for c in cells}  # deterministic for a key: kept
     pending = [c for c in cells if c.key not in done]
-    try:  # before any cell runs: refuse cells that cannot fit in memory; LPIPS once (fills cached cells lacking it)
-        check_memory(pending, config)
-        lpips_for_run(config, store, cells, done, bool(pending))
-    except BaseException:
-        if owned:
-            store.close()
-        raise
+    # before any cell runs: refuse cells that cannot fit in memory; LPIPS once (fills cached cells lacking it)
+    check_memory(pending, config)
+    lpips_for_run(config, store, cells, done, bool(pending))
     summary = Summary(cached=len(cells) - len(pending), keys=[c.key for c in cells], notes=[notice] if notice else [],
                       parameter_files=parameter_files(cells))
     if not pending:
         summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
-        if owned:
-            store.close()
         return summary
     bar = None
     if config.progress:
@@ -148,8 +152,6 @@ def run_grid(config: RunConfig, on_cell: Callable[[CellRecord], None] | None = N
         if bar:
             bar.close()
         summary.corrupt, summary.missing = list(store.corrupt), list(store.missing)
-        if owned:
-            store.close()
     return summary
 
 

@@ -110,3 +110,23 @@ def test_notes_are_kept_and_input_warnings_counted(tmp_path):
     assert watch.warned
     remember(config, ["k2"], watch, notes=notes)  # a run that warned about its input is not remembered
     assert remembered_keys(config).keys == ["k"]
+
+
+def test_a_run_opens_the_store_once_computed_or_recalled(tmp_path, monkeypatch):
+    from bench.keycache import CachedSummary, run_or_recall
+
+    opened = []
+    original = Store.__init__
+
+    def counting(self, *args, **kwargs):
+        opened.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counting)
+    config = RunConfig(methods=["identity"], degradations=["noise"], limit=1, profile="smoke", lpips=False,
+                       progress=False, results_dir=str(tmp_path / "res"))
+    first = run_or_recall(config, table=True)
+    assert not isinstance(first, CachedSummary) and "| noise |" in first.table and len(opened) == 1
+    again = run_or_recall(config, table=True)
+    assert isinstance(again, CachedSummary) and again.table == first.table and len(opened) == 2
+

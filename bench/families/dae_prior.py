@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,11 +66,13 @@ class DAEPriorParams:
         0.1
     """
 
-    checkpoint: str = ""  # a .pt of `bench train dae`; empty: the packaged one of the method's σ
+    checkpoint: str = field(
+        default="", metadata={"help": "a .pt of `bench train dae`; empty: the packaged one of the method's σ"}
+    )
     iterations: int = 300
     step: float = 0.1
     momentum: float = 0.9
-    sigma_dae: float = 0.0  # 0 = auto: the checkpoint's σ
+    sigma_dae: float = field(default=0.0, metadata={"help": "0 = auto: the checkpoint's σ"})
     noise_blind: bool = False
     sigma_min: float = 1.0
     init_fill: bool = True

@@ -12,6 +12,7 @@ from bench.solvers.dip import (
     ITERATION_PROFILES,
     DipFit,
     fit_dip,
+    fit_field,
     reference_iterations,
     resolve_precision,
     resolve_task,
@@ -123,22 +124,10 @@ class DeepImagePrior(Method):
         backtrack: Literal["auto", "off", "denoising", "restoration"] = field(
             default="auto", metadata={"help": "auto: the task's notebook rule"}
         )
-        precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
-            default=DipFit.precision,
-            metadata={
-                "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
-                "the same numbers on every CPU kernel path (CI smoke grid)"
-            },
-        )
-        channels_last: Literal["auto", "on", "off"] = field(
-            default=DipFit.channels_last, metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
-        )
-        conv: Literal["auto", "direct", "winograd"] = field(
-            default=DipFit.conv, metadata={"help": "auto: winograd in float32 on a CPU, else direct (measured)"}
-        )
-        early_stop: Literal["off", "wmv"] = field(
-            default=DipFit.early_stop, metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
-        )
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = fit_field(DipFit, "precision")
+        channels_last: Literal["auto", "on", "off"] = fit_field(DipFit, "channels_last")
+        conv: Literal["auto", "direct", "winograd"] = fit_field(DipFit, "conv")
+        early_stop: Literal["off", "wmv"] = fit_field(DipFit, "early_stop")
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
 

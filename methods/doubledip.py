@@ -8,7 +8,7 @@ from typing import Any, Literal
 from bench.api import Budget, Method, Observation, RestoreContext, Tensor
 from bench.params import shared_fields
 from bench.registry import register_method
-from bench.solvers.dip import ITERATION_PROFILES, resolve_precision, resolve_task
+from bench.solvers.dip import ITERATION_PROFILES, fit_field, resolve_precision, resolve_task
 from bench.solvers.dip_double import PAPER_ITERATIONS, DoubleDipFit, default_std_weight, fit_double_dip
 from bench.solvers.early_stopping import DEFAULT_PATIENCE, DEFAULT_WINDOW, check_options
 
@@ -110,19 +110,9 @@ class DoubleDIP(Method):
         )
         output: Literal["best_fit", "last", "ema"] = DoubleDipFit.output
         ema: float = field(default=DoubleDipFit.ema, metadata={"help": "weight of the running average when output=ema"})
-        precision: Literal["auto", "float32", "bfloat16", "float64"] = field(
-            default=DoubleDipFit.precision,
-            metadata={
-                "help": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: "
-                "the same numbers on every CPU kernel path (CI smoke grid)"
-            },
-        )
-        channels_last: Literal["auto", "on", "off"] = field(
-            default=DoubleDipFit.channels_last, metadata={"help": "auto: on with bfloat16, off in float32 (measured)"}
-        )
-        early_stop: Literal["off", "wmv"] = field(
-            default=DoubleDipFit.early_stop, metadata={"help": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)"}
-        )
+        precision: Literal["auto", "float32", "bfloat16", "float64"] = fit_field(DoubleDipFit, "precision")
+        channels_last: Literal["auto", "on", "off"] = fit_field(DoubleDipFit, "channels_last")
+        early_stop: Literal["off", "wmv"] = fit_field(DoubleDipFit, "early_stop")
         es_window: int = DEFAULT_WINDOW
         es_patience: int = DEFAULT_PATIENCE
 

@@ -43,6 +43,26 @@ ITERATION_PROFILES = {
 }
 
 
+# Help of the parameters that the dip and doubledip plugins share with their fit settings (one text for both).
+SHARED_PARAM_HELP = {
+    "precision": "auto: bfloat16 on CPUs with bf16 units (BENCH_BF16=on|off overrides), else float32; float64: the "
+    "same numbers on every CPU kernel path (CI smoke grid)",
+    "channels_last": "auto: on with bfloat16, off in float32 (measured)",
+    "conv": "auto: winograd in float32 on a CPU, else direct (measured)",
+    "early_stop": "wmv: ES-WMV, no-reference (bench/solvers/early_stopping.py)",
+}
+
+
+def fit_field(fit: type, name: str) -> Any:
+    """A plugin parameter the plugin shares with its fit settings ``fit`` (:class:`DipFit`,
+    :class:`bench.solvers.dip_double.DoubleDipFit`): the default is the fit's, the help :data:`SHARED_PARAM_HELP`'s.
+
+    >>> fit_field(DipFit, "precision").default, fit_field(DipFit, "conv").metadata["help"][:10]
+    ('auto', 'auto: wino')
+    """
+    return dataclasses.field(default=getattr(fit, name), metadata={"help": SHARED_PARAM_HELP[name]})
+
+
 class Recipe(NamedTuple):
     """One task's recipe, as its notebook sets it (docs/dip.md lists the cells)."""
 

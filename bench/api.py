@@ -93,9 +93,9 @@ class RestoreContext:
         >>> ctx.trace
         {'caption_notes': ["used the JPEG file's quantisation cells"]}
         """
-        notes = self.trace.setdefault(CAPTION_NOTES, [])
-        if text not in notes:
-            notes.append(" ".join(str(text).split()))
+        notes, line = self.trace.setdefault(CAPTION_NOTES, []), " ".join(str(text).split())
+        if line not in notes:
+            notes.append(line)
 
     def randn(self, *shape: int, like: Tensor | None = None) -> Tensor:
         """Standard normal draw from the cell's generator (on CPU, the same on every CPU kernel path, then moved)."""

@@ -240,8 +240,8 @@ class CachedSummary:
         return f"computed 0, cached {self.cached}, failed 0"  # Summary.line() of a run that computed nothing
 
 
-def cached_run(config: Any, store: Any, remembered: Remembered) -> CachedSummary | None:
-    """The run of ``config`` when every cell of its ``remembered`` keys is in ``store`` (open), intact; else None.
+def cached_run(store: Any, remembered: Remembered) -> CachedSummary | None:
+    """The remembered run when every cell of its ``remembered`` keys is in ``store`` (open), intact; else None.
 
     Its ``note:`` lines are printed again on stderr."""
     wanted = set(remembered.keys)
@@ -313,7 +313,7 @@ def run_or_recall(config: Any, table: bool = False) -> Any:
     try:
         if remembered is not None and (Path(config.results_dir) / DB_NAME).is_file():
             store = Store(config.results_dir)
-            summary = cached_run(config, store, remembered)
+            summary = cached_run(store, remembered)
             if summary is not None:
                 if table:
                     summary.table = run_table(config, summary, store)
@@ -347,8 +347,14 @@ def remember_run(config: Any, store: Any = None) -> tuple[Any, Any]:
     before = snapshot(config, packages, given)  # the files as the keys are computed from them
     with watching() as watch:
         images, cells = prepare_grid(config)  # nothing is created in the results directory for an invalid grid
-        store = Store(config.results_dir) if store is None else store
-        summary = run_cells(config, images, cells, store)
+        opened = store is None
+        store = Store(config.results_dir) if opened else store
+        try:
+            summary = run_cells(config, images, cells, store)
+        except BaseException:  # the caller closes only the store it gets back
+            if opened:
+                store.close()
+            raise
     remember(config, list(summary.keys), watch, packages, set(summary.parameter_files) | given, before, summary.notes)
     return summary, store
 
